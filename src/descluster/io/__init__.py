@@ -1,0 +1,1 @@
+"""Input/output: safe loading of descriptors, images from folders or zips, atomic writes."""
