@@ -1,0 +1,175 @@
+"""A stage cache on disk: results keyed by a hash of their inputs and parameters.
+
+Each pipeline stage stores what it computed under
+``<cache_dir>/<stage>/<key>/`` as ``arrays.npz`` (NumPy arrays, loaded with
+``allow_pickle=False``), ``tables/<name>.csv`` (pandas frames) and ``meta.json``.
+The folder is first written under a temporary name and then renamed, so a
+stage is either complete in the cache or absent: a run killed in the middle
+(even ``kill -9``) resumes by recomputing only the stages that are missing.
+Nothing in the cache is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+CACHE_FORMAT = 1
+
+
+def stable_hash(obj: Any) -> str:
+    """SHA-256 (hex, first 20 chars) of ``obj`` rendered as canonical JSON.
+
+    Parameters
+    ----------
+    obj : JSON-like (dict, list, str, numbers, tuples, None; NumPy scalars allowed)
+
+    Returns
+    -------
+    str
+        20 hexadecimal characters.
+    """
+    text = json.dumps(obj, sort_keys=True, default=_canon, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def _canon(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    if isinstance(o, Path):
+        return str(o)
+    if isinstance(o, range):
+        return [o.start, o.stop, o.step]
+    raise TypeError(f"cannot hash {type(o).__name__}")
+
+
+def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file's bytes (hex), read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_digest(X: np.ndarray, chunk_rows: int = 65536) -> str:
+    """SHA-256 (hex, 20 chars) of an array's shape, dtype and bytes, streamed by rows."""
+    h = hashlib.sha256(f"{X.shape}|{X.dtype.str}".encode())
+    for start in range(0, X.shape[0] if X.ndim else 1, chunk_rows):
+        h.update(np.ascontiguousarray(X[start : start + chunk_rows]).tobytes())
+    return h.hexdigest()[:20]
+
+
+@dataclass
+class Entry:
+    """What one cached stage holds.
+
+    Attributes
+    ----------
+    arrays : dict of str -> ndarray
+    tables : dict of str -> DataFrame
+    meta : dict (JSON-serialisable)
+    """
+
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class StageCache:
+    """Cache of stage results under ``root`` (see module docstring).
+
+    Parameters
+    ----------
+    root : str or PathLike or None
+        Cache folder; ``None`` disables caching (every stage recomputes).
+    """
+
+    def __init__(self, root: str | os.PathLike | None):
+        self.root = Path(root) if root is not None else None
+        self.hits: list[str] = []
+        self.misses: list[str] = []
+
+    def _dir(self, stage: str, key: str) -> Path:
+        assert self.root is not None
+        return self.root / stage / key
+
+    def load(self, stage: str, key: str) -> Entry | None:
+        """Return the cached entry, or None if absent or unreadable."""
+        if self.root is None:
+            return None
+        d = self._dir(stage, key)
+        if not (d / "meta.json").is_file():
+            return None
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+            arrays = {}
+            if (d / "arrays.npz").is_file():
+                with np.load(d / "arrays.npz", allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+            tables = {p.stem: pd.read_csv(p, keep_default_na=True) for p in sorted((d / "tables").glob("*.csv"))}
+        except Exception:
+            return None
+        return Entry(arrays=arrays, tables=tables, meta=meta.get("meta", {}))
+
+    def store(self, stage: str, key: str, entry: Entry) -> None:
+        """Write ``entry`` atomically (temporary folder, then rename)."""
+        if self.root is None:
+            return
+        final = self._dir(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+        try:
+            if entry.arrays:
+                with open(tmp / "arrays.npz", "wb") as fh:
+                    np.savez(fh, **{k: np.asarray(v) for k, v in entry.arrays.items()})
+            if entry.tables:
+                (tmp / "tables").mkdir()
+                for name, frame in entry.tables.items():
+                    frame.to_csv(tmp / "tables" / f"{name}.csv", index=False, lineterminator="\n")
+            (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "stage": stage, "meta": entry.meta},
+                                                      default=_canon, allow_nan=True))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def get_or_compute(self, stage: str, params: Any, compute: Callable[[], Entry]) -> Entry:
+        """Return the cached entry for ``(stage, params)`` or compute, store and return it.
+
+        Parameters
+        ----------
+        stage : str
+            Stage name (a folder in the cache).
+        params : JSON-like
+            Everything the result depends on (input digests, parameters, seeds).
+        compute : callable returning Entry
+        """
+        key = stable_hash({"stage": stage, "params": params, "format": CACHE_FORMAT})
+        hit = self.load(stage, key)
+        if hit is not None:
+            self.hits.append(f"{stage}/{key}")
+            return hit
+        self.misses.append(f"{stage}/{key}")
+        entry = compute()
+        self.store(stage, key, entry)
+        # Return what was stored, read back, so that a fresh run and a resumed run
+        # hand identical objects (dtypes, float text round trip) to later stages.
+        reloaded = self.load(stage, key)
+        return reloaded if reloaded is not None else entry

@@ -1,0 +1,566 @@
+"""Load and validate a *case*: descriptors, image paths, labels and images.
+
+A case is a folder::
+
+    CASE_DIR/
+      descriptors/<kind>.npy | <kind>.pickle | <kind>.pkl   (n_images × n_features each)
+      images_paths.csv            column ``paths``: one image path per descriptor row
+      labels.csv                  optional: column ``path`` + any label columns
+      meta/imagenet.csv           optional: per-image ImageNet summary (from ``extract``)
+      case.json                   optional: {"name": ..., "images": <folder or .zip>}
+      <images folder or .zip>     optional, see :func:`find_image_root`
+
+:func:`load_case` checks that every descriptor and ``images_paths.csv`` agree
+on the number of rows, finds rows with NaN/inf, aligns the optional tables to
+the paths and counts images that are missing. Every error names the file, the
+counts and the rows involved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import CaseError, UnsafePathError
+from .io.descriptors import (
+    CACHE_DIRNAME,
+    DESCRIPTOR_SUFFIXES,
+    cache_path,
+    find_bad_rows,
+    load_descriptor,
+    take_rows,
+)
+from .io.images import ImageSource, normalise_case_path
+
+__all__ = ["Case", "load_case", "find_image_root", "align_by_path"]
+
+log = logging.getLogger(__name__)
+
+PATHS_FILE = "images_paths.csv"
+LABELS_FILE = "labels.csv"
+IMAGENET_FILE = Path("meta") / "imagenet.csv"
+CASE_FILE = "case.json"
+#: How many row numbers / paths an error or note lists.
+_SHOW = 10
+_SKIP_DIRS = {"descriptors", "meta", CACHE_DIRNAME}
+
+
+@dataclass
+class Case:
+    """A loaded, validated case.
+
+    Attributes
+    ----------
+    name : str
+        ``case.json``'s ``"name"``, else the case folder's name.
+    root : Path
+        The case folder.
+    descriptors : dict of str -> ndarray of shape (n_images, n_features), float32
+        Keyed by file stem, in sorted order; read-only (usually memory maps).
+        All have the same ``n_images`` rows, aligned with ``paths``.
+    paths : list of str, length n_images
+        Image paths exactly as written in ``images_paths.csv`` (bad rows removed
+        if ``drop_bad_rows``).
+    labels : DataFrame of shape (n_images, n_label_columns) or None
+        ``labels.csv`` aligned to ``paths`` (RangeIndex; NaN where a path has no label).
+    images : ImageSource or None
+        Where the images are read from; None if not found.
+    imagenet : DataFrame of shape (n_images, n_columns) or None
+        ``meta/imagenet.csv`` aligned to ``paths`` (RangeIndex); its ``path``
+        column is set to ``paths`` (NaN elsewhere where a path has no row).
+    dropped_rows : list of int
+        Original row numbers (0-based, in ``images_paths.csv`` order, header
+        excluded) removed because a descriptor had NaN/inf there.
+    notes : list of str
+        Things the report must show (dropped rows, missing images, fallbacks).
+    missing_images : list of str
+        Paths (as in ``paths``) that ``images`` does not hold; empty if ``images`` is None.
+    descriptor_files : dict of str -> Path
+        The file each descriptor kind was read from (hashed into ``manifest.json``).
+    attribution : str or None
+        Credit line for the images (from ``ATTRIBUTION.md`` beside them), shown in the report.
+    """
+
+    name: str
+    root: Path
+    descriptors: dict[str, np.ndarray]
+    paths: list[str]
+    labels: pd.DataFrame | None = None
+    images: ImageSource | None = None
+    imagenet: pd.DataFrame | None = None
+    dropped_rows: list[int] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    missing_images: list[str] = field(default_factory=list)
+    descriptor_files: dict[str, Path] = field(default_factory=dict)
+    attribution: str | None = None
+    _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def n_images(self) -> int:
+        """Number of rows (images) in every descriptor."""
+        return len(self.paths)
+
+    @property
+    def identities(self) -> np.ndarray | None:
+        """Object identity of every image, from the path layout, or None.
+
+        In the VeRi layout ``<part>\\<object id>\\<image>.jpg`` the folder that holds an
+        image names the object (one vehicle); that folder is the identity. Returned
+        only when paths are at least three levels deep and some identity holds two or
+        more images (otherwise folders are categories, not identities).
+
+        Returns
+        -------
+        ndarray of shape (n_images,), dtype object, or None
+        """
+        parts = [p.replace("\\", "/").split("/") for p in self.paths]
+        if not parts or min(len(p) for p in parts) < 3:
+            return None
+        ids = np.array(["/".join(p[:-1]) for p in parts], dtype=object)
+        _, counts = np.unique(ids, return_counts=True)
+        return ids if (counts >= 2).any() else None
+
+    @property
+    def images_fingerprint(self) -> str | None:
+        """SHA-256 (hex) identifying the image files this case reads; None without images.
+
+        For a zip: its resolved path, size and modification time (ns). For a
+        folder: its resolved path and the size and modification time of every
+        image in ``paths`` (one ``stat`` each, computed once and remembered).
+        Used as a cache key for pixel statistics.
+        """
+        if self.images is None:
+            return None
+        if self._fingerprint is None:
+            self._fingerprint = _fingerprint(self.images, self.paths)
+        return self._fingerprint
+
+
+def load_case(
+    case_dir: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    drop_bad_rows: bool = False,
+    trust_pickle: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> Case:
+    """Load and validate the case in ``case_dir``.
+
+    Parameters
+    ----------
+    case_dir : str or PathLike
+        The case folder (layout in the module docstring).
+    images : str or PathLike, optional
+        Image folder or ``.zip``; overrides ``case.json`` and the search of
+        :func:`find_image_root`.
+    drop_bad_rows : bool, default False
+        Remove rows where any descriptor holds NaN/inf (from every descriptor
+        and from the paths) instead of raising.
+    trust_pickle : bool, default False
+        Allow plain ``pickle`` for descriptor pickles (``--trust-pickle``).
+    cache_dir : str or PathLike, optional
+        Where converted descriptors go; default ``CASE_DIR/.descluster_cache``.
+
+    Returns
+    -------
+    Case
+
+    Raises
+    ------
+    CaseError
+        No descriptor files (lists what ``descriptors/`` holds); no
+        ``images_paths.csv`` or no ``paths`` column (lists the columns); row
+        counts that disagree (names both files and both counts); NaN/inf rows
+        without ``drop_bad_rows`` (names the file, the count, the first rows and
+        their paths); an ``images`` argument that does not exist; malformed
+        ``case.json``/``labels.csv``.
+    UnsafePickleError
+        A descriptor pickle outside the NumPy allow-list (see ``io.safe_pickle``).
+    """
+    root = Path(case_dir)
+    if not root.is_dir():
+        raise CaseError(f"case folder {root} does not exist or is not a folder")
+    meta = _read_case_json(root)
+    notes: list[str] = []
+
+    files = _descriptor_files(root, notes)
+    paths_file = root / PATHS_FILE
+    paths = _read_paths(paths_file)  # cheap checks first: converting a pickle can take a while
+    descriptors = {
+        stem: load_descriptor(f, cache_dir=cache_dir, trust_pickle=trust_pickle) for stem, f in files.items()
+    }
+    _check_counts(descriptors, files, paths_file, len(paths))
+
+    n_total = len(paths)
+    keep, dropped = _handle_bad_rows(descriptors, files, paths, drop_bad_rows)
+    if dropped.size:
+        descriptors = {
+            stem: _drop(X, keep, dropped, files[stem], cache_dir) for stem, X in descriptors.items()
+        }
+        paths = [paths[i] for i in keep]
+        msg = (
+            f"dropped {len(dropped):,} of {n_total:,} rows with NaN/inf descriptors "
+            f"(rows {_list(dropped)}); {len(paths):,} rows remain"
+        )
+        notes.append(msg)
+        log.warning(msg)
+
+    source = _open_images(root, images, meta, paths, notes)
+    missing: list[str] = []
+    if source is not None:
+        missing = source.missing(paths)
+        if missing:
+            notes.append(
+                f"{len(missing):,} of {len(paths):,} images are missing from {source.root} "
+                f"(first: {', '.join(missing[:5])}); grids skip them"
+            )
+
+    labels = _load_labels(root, source, paths, notes)
+    imagenet = _load_imagenet(root, paths, keep if dropped.size else None, n_total, notes)
+    return Case(
+        name=str(meta.get("name") or root.resolve().name),
+        root=root,
+        descriptors=descriptors,
+        paths=paths,
+        labels=labels,
+        images=source,
+        imagenet=imagenet,
+        dropped_rows=[int(i) for i in dropped],
+        notes=notes,
+        missing_images=missing,
+        descriptor_files=dict(files),
+        attribution=_attribution(source),
+    )
+
+
+def _attribution(source: ImageSource | None) -> str | None:
+    """First paragraph naming the source and licence, from ATTRIBUTION.md beside the images."""
+    if source is None:
+        return None
+    folder = source.root if source.root.is_dir() else source.root.parent
+    f = folder / "ATTRIBUTION.md"
+    if not f.is_file():
+        return None
+    text = " ".join(ln.strip() for ln in f.read_text(errors="replace").splitlines())
+    start = text.find("Source:")
+    if start < 0:
+        return None
+    end = text.find("Anything that", start)
+    return text[start:end if end > 0 else None].strip()
+
+
+# -- descriptors and paths ------------------------------------------------------
+
+
+def _read_case_json(root: Path) -> dict:
+    f = root / CASE_FILE
+    if not f.is_file():
+        return {}
+    try:
+        meta = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CaseError(f"{f}: cannot read case description: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise CaseError(f"{f}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
+    folder = root / "descriptors"
+    if not folder.is_dir():
+        has = sorted(p.name for p in root.iterdir())
+        raise CaseError(f"{root}: no descriptors/ folder; the case folder holds {has}")
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DESCRIPTOR_SUFFIXES)
+    if not found:
+        has = sorted(p.name for p in folder.iterdir())
+        raise CaseError(
+            f"{folder}: no descriptor files (*.npy, *.pickle, *.pkl); the folder holds {has or 'nothing'}"
+        )
+    files: dict[str, Path] = {}
+    rank = {".npy": 0, ".pickle": 1, ".pkl": 2}
+    for f in sorted(found, key=lambda p: (p.stem, rank[p.suffix.lower()])):
+        if f.stem in files:
+            notes.append(f"descriptor {f.stem!r}: both {files[f.stem].name} and {f.name} exist; using {files[f.stem].name}")
+            continue
+        files[f.stem] = f
+    return dict(sorted(files.items()))
+
+
+def _read_paths(paths_file: Path) -> list[str]:
+    if not paths_file.is_file():
+        raise CaseError(f"{paths_file}: not found; a case needs images_paths.csv with a 'paths' column")
+    try:
+        table = pd.read_csv(paths_file, dtype=str, keep_default_na=False, na_filter=False)
+    except Exception as exc:
+        raise CaseError(f"{paths_file}: cannot read CSV ({type(exc).__name__}: {exc})") from exc
+    if "paths" not in table.columns:
+        raise CaseError(f"{paths_file}: no 'paths' column; the columns are {list(table.columns)}")
+    paths = [str(p) for p in table["paths"]]
+    if not paths:
+        raise CaseError(f"{paths_file}: has a 'paths' column but no rows")
+    empty = [i for i, p in enumerate(paths) if not p.strip()]
+    if empty:
+        raise CaseError(f"{paths_file}: {len(empty)} empty path(s) in column 'paths', at rows {_list(empty)}")
+    return paths
+
+
+def _check_counts(descriptors: dict[str, np.ndarray], files: dict[str, Path], paths_file: Path, n_paths: int) -> None:
+    stems = list(descriptors)
+    first = stems[0]
+    for stem in stems[1:]:
+        a, b = descriptors[first].shape[0], descriptors[stem].shape[0]
+        if a != b:
+            raise CaseError(
+                f"descriptor row counts differ: {files[first]} has {a:,} rows but {files[stem]} has {b:,}"
+            )
+    n = descriptors[first].shape[0]
+    if n != n_paths:
+        raise CaseError(
+            f"row count mismatch: {files[first]} has {n:,} rows but {paths_file} lists {n_paths:,} paths"
+        )
+
+
+def _handle_bad_rows(
+    descriptors: dict[str, np.ndarray], files: dict[str, Path], paths: list[str], drop: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (rows kept, rows dropped); raise if bad rows exist and ``drop`` is False."""
+    bad = {stem: find_bad_rows(X) for stem, X in descriptors.items()}
+    bad = {stem: rows for stem, rows in bad.items() if rows.size}
+    n = len(paths)
+    if not bad:
+        return np.arange(n, dtype=np.int64), np.empty(0, dtype=np.int64)
+    if not drop:
+        parts = []
+        for stem, rows in bad.items():
+            shown = "; ".join(f"row {int(i)}: {paths[int(i)]}" for i in rows[:_SHOW])
+            more = f" (and {rows.size - _SHOW:,} more)" if rows.size > _SHOW else ""
+            parts.append(f"{files[stem]} has {rows.size:,} row(s) with NaN/inf: {shown}{more}")
+        raise CaseError(
+            "; ".join(parts) + ". Fix the descriptors or rerun with --drop-bad-rows to drop these rows "
+            "from every descriptor and from images_paths.csv"
+        )
+    dropped = np.unique(np.concatenate(list(bad.values())))
+    keep = np.setdiff1d(np.arange(n, dtype=np.int64), dropped, assume_unique=True)
+    if keep.size == 0:
+        raise CaseError(f"every one of the {n:,} rows has NaN/inf in some descriptor; nothing is left to cluster")
+    return keep, dropped
+
+
+def _drop(X: np.ndarray, keep: np.ndarray, dropped: np.ndarray, source: Path, cache_dir) -> np.ndarray:
+    tag = "drop-" + hashlib.sha1(np.ascontiguousarray(dropped, dtype=np.int64).tobytes()).hexdigest()[:12]
+    try:
+        target = cache_path(source, cache_dir, tag=tag)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return take_rows(X, keep, target)
+    except OSError as exc:
+        log.warning("cannot cache %s without bad rows (%s); keeping it in memory", source, exc)
+        return take_rows(X, keep)
+
+
+def _list(rows) -> str:
+    rows = [int(i) for i in rows]
+    text = ", ".join(str(i) for i in rows[:_SHOW])
+    return text + (f", ... ({len(rows) - _SHOW:,} more)" if len(rows) > _SHOW else "")
+
+
+# -- images ------------------------------------------------------------------------
+
+
+def _open_images(root: Path, images, meta: dict, paths: list[str], notes: list[str]) -> ImageSource | None:
+    if images is not None:
+        try:
+            return ImageSource(images)
+        except FileNotFoundError as exc:
+            raise CaseError(f"images {images}: {exc}") from exc
+    declared = meta.get("images")
+    if declared:
+        p = Path(declared)
+        p = p if p.is_absolute() else root / p
+        try:
+            return ImageSource(p)
+        except FileNotFoundError:
+            notes.append(f"{root / CASE_FILE} names images {declared!r}, which does not exist; searching the case folder")
+    found = _search_images(root, paths)
+    if found is None:
+        notes.append(
+            f"no image folder or .zip found in {root} (pass --images); image grids and pixel checks are skipped"
+        )
+        return None
+    return found
+
+
+def find_image_root(case_dir: str | os.PathLike, paths: list[str]) -> Path | None:
+    """Find the folder or ``.zip`` inside ``case_dir`` that holds the case's images.
+
+    Candidates are ``case_dir`` itself, its sub-folders one and two levels
+    down, and ``.zip`` files one or two levels down (``descriptors/``, ``meta/``
+    and hidden folders such as the cache are skipped). The first candidate that
+    holds any of a few sample paths (first, middle, last) wins, zips before
+    folders; failing that, a lone ``.zip`` is taken.
+
+    Parameters
+    ----------
+    case_dir : str or PathLike
+    paths : list of str
+        Case paths as in ``images_paths.csv``.
+
+    Returns
+    -------
+    Path or None
+    """
+    source = _search_images(Path(case_dir), paths)
+    if source is None:
+        return None
+    source.close()
+    return source.root
+
+
+def _search_images(root: Path, paths: list[str]) -> ImageSource | None:
+    """:func:`find_image_root`, returning the opened source (a zip's index is built once)."""
+    level1 = [d for d in sorted(root.iterdir()) if d.name not in _SKIP_DIRS and not d.name.startswith(".")]
+    dirs1 = [d for d in level1 if d.is_dir()]
+    level2 = [d for parent in dirs1 for d in sorted(parent.iterdir()) if not d.name.startswith(".")]
+    zips = [p for p in level1 + level2 if p.is_file() and p.suffix.lower() == ".zip"]
+    folders = [root] + dirs1 + [d for d in level2 if d.is_dir()]
+    samples = list(dict.fromkeys([paths[0], paths[len(paths) // 2], paths[-1]])) if paths else []
+    for candidate in zips + folders:
+        try:
+            src = ImageSource(candidate)
+        except FileNotFoundError:
+            continue
+        if any(src.exists(p) for p in samples):
+            return src
+        src.close()
+    return ImageSource(zips[0]) if len(zips) == 1 else None
+
+
+def _fingerprint(source: ImageSource, paths: list[str]) -> str:
+    h = hashlib.sha256()
+    root = source.root.resolve()
+    if source.is_zip:
+        st = root.stat()
+        h.update(f"zip\0{root}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+    h.update(f"dir\0{root}".encode())
+    for p in paths:
+        try:
+            found = source._file(normalise_case_path(p))  # same lookup as reading (top folder optional)
+            st = found.stat() if found is not None else None
+        except (OSError, UnsafePathError):
+            st = None
+        h.update((f"\0{p}\0{st.st_size}\0{st.st_mtime_ns}" if st else f"\0{p}\0missing").encode())
+    return h.hexdigest()
+
+
+# -- optional tables -----------------------------------------------------------
+
+
+def _key(path: str) -> str:
+    try:
+        return normalise_case_path(path)
+    except UnsafePathError:
+        return str(path).replace("\\", "/")
+
+
+def _strip_top(key: str) -> str | None:
+    return key.split("/", 1)[1] if "/" in key else None
+
+
+def align_by_path(table: pd.DataFrame, paths: list[str], source: str | os.PathLike) -> tuple[pd.DataFrame, int]:
+    """Reorder ``table`` (which has a ``path`` column) to follow ``paths``.
+
+    Paths are compared after :func:`~descluster.io.images.normalise_case_path`
+    (so ``a\\b.jpg`` matches ``a/b.jpg``); if that fails, with the first folder
+    removed on either side (``veriwild/1/x.jpg`` matches ``1/x.jpg``). The first
+    row wins for duplicated paths.
+
+    Parameters
+    ----------
+    table : DataFrame with a ``path`` column
+    paths : list of str, length n
+    source : str or PathLike
+        File name for error messages.
+
+    Returns
+    -------
+    aligned : DataFrame of shape (n, n_columns - 1)
+        The other columns, RangeIndex, NaN where a path has no row.
+    n_unmatched : int
+        How many of ``paths`` had no row.
+
+    Raises
+    ------
+    CaseError
+        If ``table`` has no ``path`` column (lists the columns it has).
+    """
+    if "path" not in table.columns:
+        raise CaseError(f"{source}: no 'path' column; the columns are {list(table.columns)}")
+    keys = [_key(p) for p in table["path"].astype(str)]
+    exact: dict[str, int] = {}
+    stripped: dict[str, int] = {}
+    for i, k in enumerate(keys):
+        exact.setdefault(k, i)
+        s = _strip_top(k)
+        if s is not None:
+            stripped.setdefault(s, i)
+    index = np.full(len(paths), -1, dtype=np.int64)
+    for j, p in enumerate(paths):
+        k = _key(p)
+        i = exact.get(k)
+        if i is None:
+            s = _strip_top(k)
+            i = exact.get(s) if s is not None else None
+            if i is None:
+                i = stripped.get(k)
+        if i is not None:
+            index[j] = i
+    body = table.drop(columns="path").reset_index(drop=True)
+    aligned = body.reindex(index).reset_index(drop=True)
+    return aligned, int((index < 0).sum())
+
+
+def _read_table(f: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(f, dtype={"path": str})
+    except Exception as exc:
+        raise CaseError(f"{f}: cannot read CSV ({type(exc).__name__}: {exc})") from exc
+
+
+def _load_labels(root: Path, source: ImageSource | None, paths: list[str], notes: list[str]) -> pd.DataFrame | None:
+    candidates = [root / LABELS_FILE]
+    if source is not None and not source.is_zip:
+        candidates.append(source.root / LABELS_FILE)
+    f = next((c for c in candidates if c.is_file()), None)
+    if f is None:
+        return None
+    aligned, unmatched = align_by_path(_read_table(f), paths, f)
+    if unmatched:
+        notes.append(f"{f}: {unmatched:,} of {len(paths):,} images have no row (their labels are empty)")
+    return aligned
+
+
+def _load_imagenet(
+    root: Path, paths: list[str], keep: np.ndarray | None, n_total: int, notes: list[str]
+) -> pd.DataFrame | None:
+    f = root / IMAGENET_FILE
+    if not f.is_file():
+        return None
+    table = _read_table(f)
+    if "path" in table.columns:
+        aligned, unmatched = align_by_path(table, paths, f)
+        if unmatched:
+            notes.append(f"{f}: {unmatched:,} of {len(paths):,} images have no row")
+    elif len(table) == n_total:  # positional, one row per line of images_paths.csv
+        aligned = table.reset_index(drop=True)
+        aligned = aligned if keep is None else aligned.iloc[keep].reset_index(drop=True)
+    else:
+        notes.append(f"{f}: has no 'path' column and {len(table):,} rows for {n_total:,} images; ignored")
+        return None
+    aligned.insert(0, "path", list(paths))
+    return aligned

@@ -1,0 +1,73 @@
+"""End to end: ``descluster run`` on a slice of the real demo images, checked against its labels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from descluster.cli import main
+
+pytestmark = pytest.mark.slow
+
+FAST = ["--k-max", "10", "--algorithms", "kmeans,minibatch_kmeans,gmm,birch,ward,hdbscan",
+        "--preprocessing", "standard,l2", "--embedding", "tsne"]
+
+
+@pytest.fixture(scope="module")
+def run_out(demo_slice_case, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["run", str(demo_slice_case), "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_outputs_exist_and_align_with_input_order(run_out, demo_slice_case):
+    paths = pd.read_csv(demo_slice_case / "images_paths.csv")["paths"]
+    clusters = pd.read_csv(run_out / "clusters.csv")
+    assert list(clusters.columns) == ["path", "cluster"]
+    assert clusters["path"].tolist() == paths.tolist()
+    for name in ("mobilenetv2", "efficientnet_lite0", "colour"):
+        per = pd.read_csv(run_out / f"clusters_{name}.csv")
+        assert per["path"].tolist() == paths.tolist()
+    for f in ("study.csv", "comparison.csv", "metrics.csv", "outliers.csv", "report.html", "manifest.json"):
+        assert (run_out / f).is_file(), f
+
+
+def test_metrics_cover_every_descriptor_scaling_and_k(run_out):
+    metrics = pd.read_csv(run_out / "metrics.csv")
+    assert set(metrics["algorithm"]) == {"kmeans"}
+    counts = metrics.groupby(["descriptor", "preprocessing"]).size()
+    singles = counts[[not d.startswith("mix:") for d, _ in counts.index]]
+    assert len(singles) == 3 * 2 and (singles == 9).all()  # k = 2..10
+    ok = metrics["calinski_harabasz"].notna()
+    assert ok.mean() > 0.9
+    assert (metrics.loc[ok, "calinski_harabasz"] > 0).all()
+
+
+def test_comparison_recommends_exactly_one_and_clusters_match_it(run_out):
+    comp = pd.read_csv(run_out / "comparison.csv")
+    assert comp["recommended"].sum() == 1
+    rec = comp[comp["recommended"]].iloc[0]
+    clusters = pd.read_csv(run_out / "clusters.csv")
+    assert clusters["cluster"][clusters["cluster"] >= 0].nunique() == rec["k"]
+    assert {"kmeans", "minibatch_kmeans", "gmm", "birch", "ward", "hdbscan"} <= set(comp["algorithm"])
+    assert comp["descriptor"].str.startswith("mix:").any()
+
+
+def test_cnn_clustering_recovers_vehicle_types(run_out):
+    """External check only: the labels never steer k (the rule is tested in test_selection)."""
+    comp = pd.read_csv(run_out / "comparison.csv")
+    cnn = comp[comp["descriptor"].isin(["mobilenetv2", "efficientnet_lite0"]) & (comp["algorithm"] == "kmeans")]
+    assert cnn["nmi_vehicle_type"].max() >= 0.45
+
+
+def test_outliers_table_and_manifest(run_out):
+    out = pd.read_csv(run_out / "outliers.csv")
+    assert {"path", "rank", "flagged", "reason"} <= set(out.columns)
+    assert sorted(out["rank"]) == list(range(1, len(out) + 1))
+    man = json.loads((run_out / "manifest.json").read_text())
+    assert man["case"]["n_images"] == 240
+    assert len(man["case"]["descriptor_sha256"]) == 3
+    assert man["parameters"]["k_max"] == 10

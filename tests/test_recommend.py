@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from descluster.recommend import build_comparison, label_free_score, recommend, size_balance
+from descluster.results import Choice, ReducedSpace
+
+
+def test_size_balance_known_values():
+    assert size_balance(np.array([0, 0, 1, 1])) == pytest.approx(1.0)
+    # sizes 3 and 1: H = -(.75 ln .75 + .25 ln .25) = 0.5623; / ln 2 = 0.8113
+    assert size_balance(np.array([0, 0, 0, 1])) == pytest.approx(0.811278, abs=1e-6)
+    assert np.isnan(size_balance(np.array([0, 0, 0])))
+    assert np.isnan(size_balance(np.array([-1, -1, 0])))
+
+
+def test_score_is_nan_for_degenerate_and_grows_with_k():
+    assert np.isnan(label_free_score(np.nan, 1.0, 1.0, 3))
+    assert np.isnan(label_free_score(0.9, 1.0, 1.0, 1))
+    assert label_free_score(0.9, 1.0, 1.0, 8) == pytest.approx(0.9 * 3)
+    assert label_free_score(0.9, 1.0, 1.0, 8) > label_free_score(0.9, 1.0, 1.0, 2)
+
+
+def _choice(desc, k, stability, labels):
+    sweep = pd.DataFrame({"k": [k], "stability": [stability], "calinski_harabasz": [1.0], "reason": [""]})
+    return Choice(desc, "standard", "kmeans", k, np.asarray(labels), "rule", sweep)
+
+
+def test_recommend_marks_exactly_one_row_and_ignores_labels():
+    n = 60
+    truth = np.repeat([0, 1, 2], 20)
+    spaces = {f"{d}/standard": ReducedSpace(d, "standard", np.zeros((n, 2), np.float32), np.array([0.6, 0.4]), 2, 0.9)
+              for d in ("a", "b")}
+    # a: matches the truth perfectly but is unstable; b: stable 4 balanced clusters, unrelated to truth.
+    choices = {"a/standard/kmeans": _choice("a", 3, 0.2, truth),
+               "b/standard/kmeans": _choice("b", 4, 0.95, np.tile([0, 1, 2, 3], 15))}
+    table = build_comparison(choices, spaces, {"vehicle_type": truth}, None)
+    key, text, table = recommend(table)
+    assert key == "b/standard/kmeans"  # labels never steer the recommendation
+    assert table["recommended"].sum() == 1
+    assert table.loc[table["descriptor"] == "a", "nmi_vehicle_type"].iloc[0] == pytest.approx(1.0)
+    assert "a/standard/kmeans" in text
+
+
+def test_recommend_refuses_when_everything_is_degenerate():
+    table = pd.DataFrame({"descriptor": ["a"], "preprocessing": ["s"], "algorithm": ["k"], "score": [np.nan]})
+    with pytest.raises(ValueError, match="NaN"):
+        recommend(table)
