@@ -111,7 +111,8 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
     return spaces, keys
 
 
-def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache) -> Choice:
+def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
+                progress: bool = True) -> Choice:
     """Run one algorithm over the k sweep on one space and choose k (cached)."""
     from .cluster.selection import choose_k
     from .cluster.sweep import sweep
@@ -120,9 +121,14 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
               "silhouette_sample": config.silhouette_sample}
 
     def compute() -> Entry:
-        with stage(f"sweep {space.key} {algorithm}", rows=space.X.shape[0]):
+        from tqdm.auto import tqdm
+
+        with stage(f"sweep {space.key} {algorithm}", rows=space.X.shape[0]), \
+                tqdm(total=len(config.ks), desc=f"{algorithm} k", unit="k", leave=False,
+                     disable=not progress) as bar:
             res = sweep(space.X, algorithm, ks=config.ks, random_state=config.seed,
-                        silhouette_sample=config.silhouette_sample, progress=False)
+                        silhouette_sample=config.silhouette_sample,
+                        progress=lambda done, total, k: bar.update(1))
             k, reason = choose_k(res.table)
             labels = res.labels_for(k)
         arrays = {"labels": np.asarray(labels, dtype=np.int64)}
@@ -223,7 +229,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     choices: dict[str, Choice] = {}
     for skey, space in spaces.items():
         for algo in _algorithms_for(space.preprocessing, config):
-            ch = sweep_stage(space, keys[skey], algo, config, cache)
+            ch = sweep_stage(space, keys[skey], algo, config, cache, progress)
             choices[ch.key] = ch
     timer.add("cluster", time.perf_counter() - t0)
 
@@ -237,7 +243,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
             spaces[skey] = space
             keys[skey] = mkeys[skey]
             for algo in [a for a in ("kmeans",) if a in config.algorithms] or [config.algorithms[0]]:
-                ch = sweep_stage(space, mkeys[skey], algo, config, cache)
+                ch = sweep_stage(space, mkeys[skey], algo, config, cache, progress)
                 choices[ch.key] = ch
         comparison = build_comparison(choices, spaces, truth, case.identities)
         timer.add("mixtures", time.perf_counter() - t0)
@@ -308,6 +314,8 @@ def _mixture_inputs(comparison: pd.DataFrame) -> tuple[dict[str, str], tuple[str
 
 
 def _best_per_descriptor(comparison: pd.DataFrame) -> dict[str, str]:
+    """Descriptor kind -> key of its best configuration by the label-free score (mixtures excluded)."""
+    comparison = comparison[~comparison["descriptor"].str.startswith("mix:")]
     best = comparison.sort_values("score", ascending=False, kind="mergesort").drop_duplicates("descriptor")
     return {d: f"{d}/{p}/{a}" for d, p, a in zip(best["descriptor"], best["preprocessing"], best["algorithm"])}
 

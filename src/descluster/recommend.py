@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .config import ALGORITHM_NAMES
 from .results import Choice, ReducedSpace
 
 METRIC_COLUMNS = ("calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_sampled",
@@ -117,17 +118,20 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
         row["k_reason"] = ch.reason
         rows.append(row)
     table = pd.DataFrame(rows)
-    table = table.sort_values(["score", "descriptor", "preprocessing", "algorithm"],
+    # Ties (equal score to 6 decimals) go to the simpler, cheaper algorithm (k-means first),
+    # then by names, so the order is deterministic.
+    table["_algo_order"] = table["algorithm"].map(lambda a: ALGORITHM_NAMES.index(a) if a in ALGORITHM_NAMES else 99)
+    table = table.sort_values(["score", "_algo_order", "descriptor", "preprocessing"],
                               ascending=[False, True, True, True], kind="mergesort", na_position="last")
-    return table.reset_index(drop=True)
+    return table.drop(columns="_algo_order").reset_index(drop=True)
 
 
 def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
     """Mark the recommended configuration and explain it in words.
 
     The recommended row is the one with the highest label-free ``score``; ties are broken
-    by the table order (descriptor, preprocessing, algorithm names), so the choice is
-    deterministic.
+    by the table order (k-means before the other algorithms, then descriptor and
+    preprocessing names), so the choice is deterministic.
 
     Parameters
     ----------

@@ -1,0 +1,13 @@
+"""Clustering: algorithm adapters, the k sweep and the choice of k.
+
+``ALGORITHMS`` maps names to adapters (``fit_predict(X, k)``); :func:`sweep` fits
+one over a range of k and scores each fit; :func:`choose_k` applies the documented
+rule to the sweep table.
+"""
+
+from .algorithms import ALGORITHMS, ClusterAdapter, check_k, make_algorithm
+from .selection import choose_k, kneedle
+from .sweep import TABLE_COLUMNS, SweepResult, sweep
+
+__all__ = ["ALGORITHMS", "ClusterAdapter", "check_k", "make_algorithm", "choose_k", "kneedle",
+           "TABLE_COLUMNS", "SweepResult", "sweep"]

@@ -1,0 +1,234 @@
+"""Fit one algorithm over a range of k and score every fit: the per-k table.
+
+A failure at one k (invalid k, too few distinct rows, a solver error, a memory
+refusal) is caught and recorded as a row of NaNs with its ``reason``; the sweep
+continues. k-free algorithms (HDBSCAN) give a single row with the k they found.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics as M
+from ..errors import ParameterError
+from threadpoolctl import threadpool_limits
+
+from .algorithms import _SMALL, ClusterAdapter, make_algorithm
+
+__all__ = ["SweepResult", "sweep", "TABLE_COLUMNS"]
+
+#: Columns of ``SweepResult.table`` in order.
+TABLE_COLUMNS = [
+    "k", "n_clusters", "calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_sampled",
+    "silhouette_sample_size", "inertia", "bic", "stability", "min_cluster_size",
+    "max_cluster_size", "size_cv", "noise_share", "n_clustered", "fit_seconds", "reason",
+]
+
+
+@dataclass
+class SweepResult:
+    """Per-k scores and labels of one algorithm on one space.
+
+    Attributes
+    ----------
+    algorithm : str
+        Registry name of the algorithm.
+    table : DataFrame
+        One row per k tried, columns ``TABLE_COLUMNS``: ``k`` (requested; for
+        HDBSCAN the clusters found), ``n_clusters`` (non-empty clusters actually
+        found), ``calinski_harabasz`` (higher better), ``davies_bouldin`` (lower
+        better), ``silhouette`` (higher better) with ``silhouette_sampled`` and
+        ``silhouette_sample_size``, ``inertia`` (squared units of X),
+        ``bic`` (GMM only, lower better), ``stability`` (split-half ARI),
+        ``min_cluster_size``/``max_cluster_size`` (rows), ``size_cv`` (std/mean
+        of cluster sizes), ``noise_share``, ``n_clustered`` (non-noise rows),
+        ``fit_seconds`` (wall time of the fit on all rows), ``reason`` (why
+        values are NaN, ``"; "``-joined, empty when none).
+    labels : ndarray of shape (n_k, n_samples), int32
+        Labels for each row of ``table`` (``-1`` everywhere for a failed k), or an
+        empty (0, n_samples) array when ``keep_labels=False``.
+    centroids : dict of int -> ndarray of shape (k, n_features), float32
+        Cluster centres per k where the algorithm defines them.
+    """
+
+    algorithm: str
+    table: pd.DataFrame
+    labels: np.ndarray
+    centroids: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def labels_for(self, k: int) -> np.ndarray:
+        """Labels (n_samples,) int64 of the row whose ``k`` equals ``k``.
+
+        Raises
+        ------
+        KeyError
+            If ``k`` was not swept or labels were not kept.
+        """
+        rows = np.flatnonzero(self.table["k"].to_numpy() == k)
+        if rows.size == 0 or self.labels.shape[0] == 0:
+            raise KeyError(f"k = {k} not in this sweep (or labels not kept)")
+        return self.labels[rows[0]].astype(np.int64)
+
+
+def _size_facts(labels: np.ndarray) -> dict:
+    valid = labels[labels >= 0]
+    sizes = np.bincount(valid) if valid.size else np.zeros(0, np.int64)
+    sizes = sizes[sizes > 0]
+    if sizes.size == 0:
+        return dict(n_clusters=0, min_cluster_size=0, max_cluster_size=0, size_cv=float("nan"),
+                    noise_share=float(np.mean(labels < 0)), n_clustered=0)
+    return dict(
+        n_clusters=int(sizes.size),
+        min_cluster_size=int(sizes.min()),
+        max_cluster_size=int(sizes.max()),
+        size_cv=float(sizes.std() / sizes.mean()),
+        noise_share=float(np.mean(labels < 0)),
+        n_clustered=int(valid.size),
+    )
+
+
+def _failed_row(k: int, reason: str, seconds: float) -> dict:
+    row = {c: float("nan") for c in TABLE_COLUMNS}
+    row.update(k=k, n_clusters=0, silhouette_sampled=False, silhouette_sample_size=0,
+               min_cluster_size=0, max_cluster_size=0, n_clustered=0, fit_seconds=seconds,
+               reason=reason)
+    return row
+
+
+def _score(X, labels, adapter, k, stability_fit, silhouette_sample, stability_rows, random_state) -> dict:
+    stats = M.cluster_stats(X, labels)
+    vals = {
+        "calinski_harabasz": M.calinski_harabasz(X, labels, stats=stats),
+        "davies_bouldin": M.davies_bouldin(X, labels, stats=stats),
+        "inertia": M.inertia(X, labels, stats=stats),
+        "silhouette": M.silhouette(X, labels, sample_size=silhouette_sample,
+                                   random_state=random_state, stats=stats),
+    }
+    if stability_rows:
+        try:
+            vals["stability"] = M.stability(X, stability_fit, subsample=stability_rows,
+                                            eval_size=max(stability_rows, 10), random_state=random_state)
+        except Exception as exc:  # a fit on a half can fail where the full fit did not
+            vals["stability"] = M.MetricValue.undefined(f"{type(exc).__name__}: {exc}")
+    else:
+        vals["stability"] = M.MetricValue.undefined("not computed")
+    row = {name: v.value for name, v in vals.items()}
+    row["silhouette_sampled"] = vals["silhouette"].sampled
+    row["silhouette_sample_size"] = int(vals["silhouette"].sample_size or 0)
+    bic = getattr(adapter, "bic_", None)
+    row["bic"] = float(bic) if bic is not None else float("nan")
+    reasons = [f"{name}: {v.reason}" for name, v in vals.items()
+               if v.reason and not (name == "stability" and v.reason == "not computed")]
+    row["reason"] = "; ".join(dict.fromkeys(reasons))
+    row.update(_size_facts(labels))
+    return row
+
+
+def sweep(
+    X: np.ndarray,
+    algorithm: str | ClusterAdapter,
+    ks: Iterable[int] = range(2, 31),
+    random_state: int = 0,
+    stability_rows: int | None = 5_000,
+    silhouette_sample: int = 10_000,
+    progress: Callable[[int, int, int], None] | None = None,
+    on_labels: Callable[[int, np.ndarray, ClusterAdapter], None] | None = None,
+    keep_labels: bool = True,
+) -> SweepResult:
+    """Fit ``algorithm`` for every k in ``ks`` on ``X`` and score each fit.
+
+    Scores: Calinski-Harabasz, Davies-Bouldin, inertia (streaming, exact, all rows),
+    silhouette (exact up to ``silhouette_sample`` rows, else a stratified sample),
+    split-half stability (two fits on disjoint ``stability_rows``-row subsamples,
+    ARI of their nearest-centroid extensions; Lange et al. 2004) and cluster sizes;
+    see :mod:`descluster.metrics`.
+
+    Parameters
+    ----------
+    X : ndarray or memmap of shape (n_samples, n_features), float32 or float64
+        The reduced space.
+    algorithm : str or ClusterAdapter
+        A name in ``ALGORITHMS`` (built with ``random_state``) or a configured adapter.
+    ks : iterable of int
+        k values to try (ignored for k-free algorithms), default 2..30.
+    random_state : int
+        Seed for the adapter (when built here), the silhouette and stability samples.
+    stability_rows : int or None
+        Rows per half for the stability fits (>= 10); None or 0 skips stability.
+        Default 5,000: cheap at any n, since stability is a property of the partition
+        of the distribution, estimated from subsamples.
+    silhouette_sample : int
+        Largest exact silhouette (>= 10).
+    progress : callable, optional
+        ``progress(done, total, k)`` after each k.
+    on_labels : callable, optional
+        ``on_labels(k, labels (n,) int64, adapter)`` after each successful fit (for caching).
+    keep_labels : bool
+        Keep all labels in ``SweepResult.labels`` (n_k x n int32; 48 MB for 29 x 416k).
+
+    Returns
+    -------
+    SweepResult
+
+    Raises
+    ------
+    ParameterError
+        For an unknown algorithm name, bad ``stability_rows``/``silhouette_sample``,
+        an empty ``ks`` or ``X`` not 2-D. Per-k failures are recorded, not raised.
+    """
+    adapter = make_algorithm(algorithm, random_state=random_state) if isinstance(algorithm, str) else algorithm
+    if not isinstance(adapter, ClusterAdapter):
+        raise ParameterError(f"algorithm must be a name or a ClusterAdapter; got {type(algorithm).__name__}")
+    X = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if X.ndim != 2:
+        raise ParameterError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
+    if stability_rows is not None and stability_rows != 0 and stability_rows < 10:
+        raise ParameterError(f"stability_rows must be >= 10, 0 or None; got {stability_rows}")
+    if silhouette_sample < 10:
+        raise ParameterError(f"silhouette_sample must be >= 10; got {silhouette_sample}")
+    ks = [None] if not adapter.needs_k else [int(k) for k in ks]
+    if not ks:
+        raise ParameterError("ks is empty: give at least one k >= 2")
+    n = X.shape[0]
+    rows, all_labels, centroids = [], [], {}
+    for i, k in enumerate(ks):
+        t0 = time.perf_counter()
+        try:
+            labels = adapter.fit_predict(X, k)
+        except Exception as exc:  # recorded; the sweep goes on
+            rows.append(_failed_row(k if k is not None else 0, f"fit: {type(exc).__name__}: {exc}",
+                                    time.perf_counter() - t0))
+            if keep_labels:
+                all_labels.append(np.full(n, -1, np.int32))
+            if progress:
+                progress(i + 1, len(ks), k)
+            continue
+        seconds = time.perf_counter() - t0
+        k_row = k if k is not None else int(len(np.unique(labels[labels >= 0])))
+        clone = adapter.clone()
+
+        def stability_fit(Xs, _k=k, _a=clone):
+            return _a.fit_predict(Xs, _k)
+
+        with threadpool_limits(limits=1 if X.shape[0] * X.shape[1] < _SMALL else None):
+            row = _score(X, labels, adapter, k_row, stability_fit, silhouette_sample, stability_rows,
+                         random_state)
+        row.update(k=k_row, fit_seconds=seconds)
+        rows.append(row)
+        if getattr(adapter, "cluster_centers_", None) is not None:
+            centroids[k_row] = adapter.cluster_centers_
+        if keep_labels:
+            all_labels.append(labels.astype(np.int32))
+        if on_labels:
+            on_labels(k_row, labels, adapter)
+        if progress:
+            progress(i + 1, len(ks), k)
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    table["reason"] = table["reason"].fillna("").astype(str)
+    labels_arr = np.stack(all_labels) if keep_labels else np.zeros((0, n), np.int32)
+    return SweepResult(algorithm=adapter.name, table=table, labels=labels_arr, centroids=centroids)

@@ -1,0 +1,94 @@
+"""Tests of descluster.cluster.algorithms: every adapter recovers blobs, samples, validates."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+
+from descluster.cluster.algorithms import ALGORITHMS, GMMAdapter, HDBSCANAdapter, KMeansAdapter, WardAdapter, check_k, make_algorithm
+from descluster.errors import MemoryBudgetError, ParameterError
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(1200, 8, centers=4, cluster_std=0.6, random_state=3)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+def test_each_algorithm_recovers_blobs(blobs, name):
+    X, y = blobs
+    algo = make_algorithm(name, random_state=0)
+    labels = algo.fit_predict(X, 4 if algo.needs_k else None)
+    assert labels.shape == (X.shape[0],) and labels.dtype == np.int64
+    assert np.array_equal(algo.labels_, labels)
+    assert adjusted_rand_score(y, labels) > 0.99
+    assert algo.cluster_centers_.shape == (4, X.shape[1]) and algo.cluster_centers_.dtype == np.float32
+    assert isinstance(algo.n_iter_, int)
+    again = make_algorithm(name, random_state=0).fit_predict(X, 4 if algo.needs_k else None)
+    assert np.array_equal(labels, again)  # fixed random_state: reproducible
+
+
+def test_kmeans_sample_seeded_path_uses_all_rows(blobs):
+    X, y = blobs
+    km = KMeansAdapter(init_sample=200)
+    labels = km.fit_predict(X, 4)
+    assert adjusted_rand_score(y, labels) > 0.99 and km.sample_size_ == X.shape[0]
+    d2 = ((X[:, None, :] - km.cluster_centers_[None]) ** 2).sum(-1)
+    assert np.array_equal(labels, d2.argmin(1))  # Lloyd fixed point on all rows
+    assert km.inertia_ == pytest.approx(float(d2.min(1).sum()), rel=1e-4)
+
+
+def test_sampled_fit_is_extended(blobs):
+    X, y = blobs
+    g = GMMAdapter(max_fit_rows=300)
+    labels = g.fit_predict(X, 4)
+    assert g.extended_ and g.sample_size_ == 300 and np.isfinite(g.bic_)
+    assert adjusted_rand_score(y, labels) > 0.99
+    w = WardAdapter(max_fit_rows=300)
+    assert adjusted_rand_score(y, w.fit_predict(X, 4)) > 0.99 and w.extended_
+    z = w.linkage_
+    w.fit_predict(X, 3)
+    assert w.linkage_ is z  # tree reused across k on the same X
+
+
+def test_hdbscan_noise_and_outlier_scores(blobs):
+    X, _ = blobs
+    Xn = np.vstack([X, np.full((5, X.shape[1]), 60.0, np.float32) + np.arange(5, dtype=np.float32)[:, None] * 9])
+    h = HDBSCANAdapter(min_cluster_size=20)
+    labels = h.fit_predict(Xn)
+    assert np.all(labels[-5:] == -1) and h.noise_share_ == pytest.approx(np.mean(labels < 0))
+    assert h.outlier_scores_.shape == (Xn.shape[0],)
+    assert h.outlier_scores_[-5:].min() > np.median(h.outlier_scores_)
+    hs = HDBSCANAdapter(min_cluster_size=20, max_fit_rows=400)
+    lab_s = hs.fit_predict(Xn)
+    assert hs.extended_ and hs.outlier_scores_ is None and lab_s.shape == (Xn.shape[0],)
+
+
+def test_ward_refuses_over_budget():
+    X = np.random.default_rng(0).standard_normal((1000, 3))
+    with pytest.raises(MemoryBudgetError, match=r"1,000 rows needs about"):
+        WardAdapter(memory_budget=1_000_000).fit_predict(X, 2)
+
+
+def test_k_validation_names_range():
+    X = np.repeat(np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]]), 4, axis=0)
+    with pytest.raises(ParameterError, match=r"k = 1 is outside the valid range 2\.\.12"):
+        check_k(X, 1)
+    with pytest.raises(ParameterError, match=r"distinct rows \(3\)"):
+        KMeansAdapter().fit_predict(X, 4)
+    assert check_k(X, 3) == 3
+    with pytest.raises(ParameterError, match="integer"):
+        check_k(X, 2.5)
+
+
+def test_parameter_validation():
+    with pytest.raises(ParameterError, match="unknown"):
+        make_algorithm("dbscan")
+    with pytest.raises(ParameterError, match="n_init"):
+        KMeansAdapter(n_init=0)
+    with pytest.raises(ParameterError, match="tol"):
+        KMeansAdapter(tol=0)
+    with pytest.raises(ParameterError, match="min_cluster_size"):
+        HDBSCANAdapter(min_cluster_size=1)
+    assert KMeansAdapter(n_init=2).clone().n_init == 2

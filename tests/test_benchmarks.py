@@ -1,0 +1,82 @@
+"""The benchmark scripts run end to end on a small case and write what they promise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from descluster.case import load_case
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def small_case(tmp_path_factory):
+    out = tmp_path_factory.mktemp("case")
+    kinds = "efficientnet-b7=96,osnet=32"
+    assert _script("make_case").main([str(out), "--rows", "5000", "--with-images", "--kinds", kinds, "--seed", "3"]) == 0
+    return out
+
+
+def test_make_case_layout_and_truth(small_case):
+    case = load_case(small_case)
+    assert case.n_images == 5000 and not case.missing_images
+    assert {k: v.shape for k, v in case.descriptors.items()} == {"efficientnet-b7": (5000, 96), "osnet": (5000, 32)}
+    X = np.asarray(case.descriptors["efficientnet-b7"])
+    assert X.dtype == np.float32 and X.min() == 0.0  # ReLU-like, non-negative
+    paths = pd.read_csv(small_case / "images_paths.csv")["paths"]
+    assert paths[0] == "veriwild\\1\\00001\\000001.jpg"
+    assert paths.str.fullmatch(r"veriwild\\\d+\\\d{5}\\\d{6}\.jpg").all()
+    truth = pd.read_csv(small_case / "truth.csv")
+    assert truth.is_outlier.sum() == 25  # 0.5 % of 5000
+    dup = truth[truth.duplicate_of >= 0]
+    assert 10 <= (truth.duplicate_group >= 0).sum() <= 30
+    # planted near-duplicates are much closer to their source than typical neighbours
+    d_dup = np.linalg.norm(X[dup.index] - X[dup.duplicate_of], axis=1)
+    d_any = np.linalg.norm(X[dup.index] - X[(dup.index + 2500) % 5000], axis=1)
+    assert np.median(d_dup) < 0.2 * np.median(d_any)
+    with zipfile.ZipFile(small_case / "row_data" / "veriwild.zip") as zf:
+        info = zf.infolist()
+        assert len(info) == 5000 and all(i.compress_type == zipfile.ZIP_STORED for i in info)
+
+
+def test_make_case_is_deterministic(tmp_path, small_case):
+    _script("make_case").main([str(tmp_path), "--rows", "5000", "--kinds", "efficientnet-b7=96,osnet=32",
+                               "--seed", "3", "--format", "npy"])
+    a = load_case(small_case).descriptors["osnet"]
+    b = np.load(tmp_path / "descriptors" / "osnet.npy")
+    np.testing.assert_array_equal(np.asarray(a), b)
+
+
+@pytest.mark.slow
+def test_run_case_parity(small_case, tmp_path):
+    # a subprocess, as a user runs it: the stages spawn workers that import the script by path
+    cmd = [sys.executable, str(BENCH / "run_case.py"), str(small_case), "--rows", "5000",
+           "--stages", "pca,kmeans,metrics", "--ks", "4,8", "--gram-dtypes", "float32", "--name", "t", "--results", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "t.json").read_text())
+    assert res["machine"]["cpu_count"] >= 1 and res["machine"]["blas"]
+    by = {r["stage"]: r for r in res["results"]}
+    assert not any("ours_error" in r or "ref_error" in r for r in res["results"])
+    pca = by["pca float32"]
+    assert pca["ours"]["out_shape"] == [5000, 96] and abs(pca["parity"]["explained_diff"]) < 1e-3
+    assert by["kmeans"]["parity"]["within_1pct"]
+    for value in by["metrics CH+DB"]["parity"].values():
+        assert abs(value) < 1e-4
+    assert by["pca float32"]["ours_peak_mb"] > 0 and by["pca float32"]["ours_s"] > 0

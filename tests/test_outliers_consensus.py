@@ -1,0 +1,74 @@
+"""Tests of the consensus of detectors and pixel rules."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from descluster.errors import ParameterError
+from descluster.outliers.consensus import find_outliers
+
+
+def _spaces(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 300
+    far = 12.0 + 8.0 * np.eye(5, 6) * np.arange(1, 6)[:, None]
+    a = np.vstack([rng.normal(scale=0.5, size=(n, 6)), far]).astype(np.float32)
+    b = np.vstack([rng.normal(scale=0.5, size=(n, 4)), far[:, :4] * 1.5]).astype(np.float32)
+    return {"osnet": a, "vdc_type": b}, [f"img/{i}.jpg" for i in range(n + 5)]
+
+
+def test_exactly_the_far_points_flagged_and_ranked_first():
+    spaces, paths = _spaces()
+    rep = find_outliers(spaces, paths, progress=False)
+    t = rep.table
+    assert t["path"].tolist() == paths
+    np.testing.assert_array_equal(np.flatnonzero(t["flagged"]), np.arange(300, 305))
+    assert set(t.loc[t["flagged"] == 1, "rank"]) == {1, 2, 3, 4, 5}
+    assert sorted(t["rank"]) == list(range(1, 306))
+    assert "knn:osnet" in t.loc[300, "flagged_by"] and "knn:vdc_type" in t.loc[300, "flagged_by"]
+    assert "far from all neighbours in osnet and vdc_type" in t.loc[300, "reason"]
+    for col in ("knn_osnet", "lof_osnet", "iforest_osnet", "knn_vdc_type", "n_flags", "duplicate_group", "reason"):
+        assert col in t.columns
+    assert {"knn:osnet", "lof:vdc_type"} <= set(rep.thresholds) and "at least 2" in rep.flag_rule
+
+
+def test_duplicate_block_is_grouped_not_flagged():
+    spaces, paths = _spaces(1)
+    spaces = {k: np.vstack([v, np.repeat(v[:1], 10, axis=0)]) for k, v in spaces.items()}
+    paths = paths + [f"dup/{i}.jpg" for i in range(10)]
+    t = find_outliers(spaces, paths, progress=False).table
+    g = t["duplicate_group"].to_numpy()
+    assert g[0] >= 0 and (g[-10:] == g[0]).all() and (g[1:300] == -1).all()
+    assert t["flagged"].iloc[-10:].sum() == 0 and t["flagged"].iloc[0] == 0
+
+
+def test_pixel_rules_and_no_vehicle_flag_alone():
+    spaces, paths = _spaces(2)
+    n = len(paths)
+    rng = np.random.default_rng(0)
+    quality = pd.DataFrame({
+        "path": paths, "readable": True, "error": "", "width": 100, "height": 100, "aspect": 1.0,
+        "mean_luminance": rng.normal(130, 10, n), "saturated_share": 0.0, "laplacian_var": rng.lognormal(6.5, 0.3, n),
+        "entropy": rng.normal(7, 0.2, n), "channel_spread": rng.normal(12, 2, n), "sha1": [f"{i:040x}" for i in range(n)],
+        "phash": [f"{i * 7919:016x}" for i in range(n)],
+    })
+    quality.loc[3, "mean_luminance"] = 12.0
+    quality.loc[4, "saturated_share"] = 0.41
+    quality.loc[5, ["readable", "error"]] = [False, "cannot decode image (truncated JPEG)"]
+    imagenet = pd.DataFrame({"path": [p.replace("/", "\\") for p in paths], "vehicle_share": [0.03] + [0.9] * (n - 1)})
+    t = find_outliers(spaces, paths, quality=quality, imagenet=imagenet, progress=False).table
+    assert t.loc[3, "reason"] == "dark: mean luminance 12/255"
+    assert t.loc[4, "reason"] == "over-exposed: 41% saturated pixels"
+    assert t.loc[5, "reason"].startswith("unreadable:")
+    assert t.loc[0, "reason"] == "no vehicle: 3%" and t.loc[0, "flagged_by"] == "pixel:no-vehicle"
+    flagged = set(np.flatnonzero(t["flagged"]))
+    assert flagged == {0, 3, 4, 5, 300, 301, 302, 303, 304}
+    assert "pixel_dark" in t.columns
+
+
+def test_rows_mismatch_is_named():
+    spaces, paths = _spaces()
+    with pytest.raises(ParameterError, match="osnet.*305.*304"):
+        find_outliers(spaces, paths[:-1], progress=False)
+    with pytest.raises(ParameterError, match="detectors"):
+        find_outliers(spaces, paths, detectors=("nope",), progress=False)

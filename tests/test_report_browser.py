@@ -1,0 +1,140 @@
+"""Drive the report in headless Chromium: hover thumbnail, naming, labels.csv download.
+
+Skipped (with the reason) only when /usr/bin/chromium is missing or cannot start.
+The downloaded labels.csv must equal what ``descluster label`` writes from the
+downloaded names.csv: the page and :mod:`descluster.labelling` apply the same rules.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    pw = sync_api.sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pw.stop()
+        pytest.skip(f"chromium cannot start: {exc}")
+    yield b
+    b.close()
+    pw.stop()
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    from test_report import make_demo_result
+
+    from descluster.report import ReportOptions, build_report
+
+    result, source = make_demo_result(per_class=10)
+    out = tmp_path_factory.mktemp("browser_report")
+    build_report(result, out, source, ReportOptions(max_map_points=40, map_3d=False))
+    return result, out
+
+
+def _point_on_screen(page, curve: int = 0, index: int = 0) -> tuple[float, float, int]:
+    """Client pixel position and image row of one plotted point (from plotly's own axis maps)."""
+    return page.evaluate(
+        """([c, i]) => {
+            const gd = document.getElementById('map2d');
+            const fl = gd._fullLayout, box = gd.getBoundingClientRect();
+            const tr = gd._fullData[c];  // decoded arrays (gd.data may hold base64 typed arrays)
+            return [box.left + fl._size.l + fl.xaxis.l2p(tr.x[i]),
+                    box.top + fl._size.t + fl.yaxis.l2p(tr.y[i]), Number(tr.customdata[i])];
+        }""", [curve, index])
+
+
+def test_hover_name_and_download(browser, report, tmp_path):
+    result, out = report
+    n = len(result.paths)
+    labels = np.asarray(result.choices[result.recommended].labels)
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((out / "report.html").as_uri())
+    page.wait_for_function("document.getElementById('map2d') && document.getElementById('map2d')._fullLayout")
+    page.locator("#map2d").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+
+    # hover a point: its thumbnail and path appear in the side panel
+    assert page.locator("#hover-thumb").is_hidden()
+    x, y, row = _point_on_screen(page)
+    page.mouse.move(x - 30, y - 30)
+    page.mouse.move(x, y, steps=5)
+    page.wait_for_selector("#hover-thumb:not([hidden])", timeout=5000)
+    shown_row = int(page.locator("#hover-thumb").get_attribute("data-row"))
+    assert labels[shown_row] == labels[row]  # the hovered point (or a neighbour within the same cluster trace)
+    assert "thumbs_0.jpg" in page.locator("#hover-thumb").evaluate("e => e.style.backgroundImage")
+    assert page.locator("#hover-caption").inner_text().startswith(result.paths[shown_row])
+
+    # name one cluster, merge a second into it, discard a third
+    ids = sorted(set(labels.tolist()))
+    a, b, c = ids[0], ids[1], ids[2]
+    page.locator(f'input.name[data-cluster="{a}"]').fill("white van")
+    page.locator(f'select.merge[data-cluster="{b}"]').select_option(str(a))
+    page.locator(f'input.discard[data-cluster="{c}"]').check()
+    assert "1 named, 1 merged, 1 discarded" in page.locator("#label-status").inner_text()
+
+    with page.expect_download() as info:
+        page.locator("#download-labels").click()
+    got = tmp_path / "labels.csv"
+    info.value.save_as(got)
+    with page.expect_download() as info:
+        page.locator("#download-names").click()
+    names = tmp_path / "names.csv"
+    info.value.save_as(names)
+    assert not errors, errors
+    context.close()
+
+    table = pd.read_csv(got, keep_default_na=False)
+    assert table.columns.tolist() == ["path", "cluster", "name"]
+    assert len(table) == n and table["path"].tolist() == result.paths
+    expected_name = np.where(np.isin(labels, [a, b]), "white van", np.where(labels == c, "discard", ""))
+    assert table["name"].tolist() == expected_name.tolist()
+    assert table["cluster"].tolist() == np.where(labels == b, a, labels).tolist()
+
+    # the CLI step gives the same file from the downloaded names.csv
+    from descluster.labelling import apply_names
+
+    pd.DataFrame({"path": result.paths, "cluster": labels}).to_csv(tmp_path / "clusters.csv", index=False)
+    cli = apply_names(tmp_path, names, out=tmp_path / "cli_labels.csv")
+    assert (tmp_path / "cli_labels.csv").read_text(encoding="utf-8") == got.read_text(encoding="utf-8")
+    assert len(cli) == n
+
+
+@pytest.mark.skipif(not os.environ.get("DESCLUSTER_SCREENSHOTS"),
+                    reason="set DESCLUSTER_SCREENSHOTS=<report folder> to refresh docs/report-*.png")
+def test_docs_screenshots(browser):
+    """Refresh docs/report-overview.png and docs/report-cluster.png from a built demo report."""
+    folder = Path(os.environ["DESCLUSTER_SCREENSHOTS"])
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto((folder / "report.html").as_uri())
+    page.wait_for_function("document.getElementById('map2d') && document.getElementById('map2d')._fullLayout")
+    page.evaluate("window.descluster.showImage(0)")
+    page.evaluate("document.getElementById('map').scrollIntoView()")
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(docs / "report-overview.png"))
+    first = page.locator("article.cluster").first
+    first.evaluate("e => e.scrollIntoView()")
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(docs / "report-cluster.png"))
+    page.close()
