@@ -231,8 +231,9 @@ def _row(stage, ours, ref, n, parity, note=""):
 
 
 def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_rows: int | None,
-        ks: list[int], work: Path, gram_dtypes: tuple[str, ...] = ("float32", "float64")) -> list[dict]:
-    """Run the stages; return one result row per measurement."""
+        ks: list[int], work: Path, gram_dtypes: tuple[str, ...] = ("float32", "float64"),
+        on_row=None) -> list[dict]:
+    """Run the stages; return one result row per measurement (``on_row(rows_so_far)`` after each)."""
     from descluster.io.descriptors import load_descriptor
 
     kinds = sorted(p.stem for p in (case / "descriptors").iterdir() if p.suffix in (".npy", ".pickle", ".pkl"))
@@ -240,12 +241,17 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
     base = dict(case=str(case), kind=wide, rows=rows)
     out = str(work / "reduced.npy")
     rows_out = []
+
+    def add(row: dict) -> None:
+        rows_out.append(row)
+        if on_row is not None:
+            on_row(rows_out)
     say = lambda m: print(m, flush=True)  # noqa: E731
     if "load" in stages:  # first: a pickle is converted once to the float32 cache, later stages read a memmap
         say("stage load")
         o = measure("task_load", **dict(base, kind=",".join(kinds)))
         n0 = o["values"].get(wide, {}).get("shape", [0])[0]
-        rows_out.append(_row("load", o, None, n0, None, "safe unpickle + float32 cache (first run), else memmap"))
+        add(_row("load", o, None, n0, None, "safe unpickle + float32 cache (first run), else memmap"))
     for k in kinds:
         load_descriptor(next((case / "descriptors").glob(f"{k}.*")))
     n, d = load_descriptor(next((case / "descriptors").glob(f"{wide}.*"))).shape
@@ -256,7 +262,7 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
         r = measure("task_scale_ref", **base) if reference else None
         par = None if r is None or r.get("error") or o.get("error") else {
             "var_sum_rel_diff": abs(o["values"]["var_sum"] / r["values"]["var_sum"] - 1)}
-        rows_out.append(_row("scale standard fit", o, r, n, par))
+        add(_row("scale standard fit", o, r, n, par))
     if "pca" in stages:
         nc = min(250, n, d)
         for gd in gram_dtypes:
@@ -272,11 +278,11 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
             note = f"{wide} -> {nc} components, gram {gd}"
             if r is not None and ref_rows and ref_rows < n:
                 note += f"; reference on first {ref_rows:,} rows only"
-            rows_out.append(_row(f"pca {gd}", o, r, n, par, note))
+            add(_row(f"pca {gd}", o, r, n, par, note))
     if "reduce" in stages or "kmeans" in stages or "metrics" in stages:
         say("stage reduce")
         o = measure("task_reduce_ours", **dict(base, kind=",".join(kinds)), out=out)
-        rows_out.append(_row("reduce (standard, 90%)", o, None, n, None, "all kinds: " + ", ".join(kinds)))
+        add(_row("reduce (standard, 90%)", o, None, n, None, "all kinds: " + ", ".join(kinds)))
     if "kmeans" in stages and Path(out).exists():
         for algo in ("kmeans", "minibatch_kmeans"):
             say(f"stage {algo}")
@@ -292,14 +298,14 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
                 if not (r.get("error") or po.get("error")):
                     p = {k: po["values"][k]["inertia"] / r["values"][k]["inertia"] for k in r["values"]}
                     p = {"inertia_ratio": p, "within_1pct": all(v <= 1.01 for v in p.values())}
-            rows_out.append(_row(algo, o, r, n, p, note))
+            add(_row(algo, o, r, n, p, note))
     if "metrics" in stages and Path(out.replace(".npy", ".labels.npy")).exists():
         say("stage metrics")
         o = measure("task_metrics_ours", out=out)
         r = measure("task_metrics_ref", out=out) if reference else None
         p = None if r is None or r.get("error") or o.get("error") else {
             m: o["values"][m] / r["values"][m] - 1 for m in ("calinski_harabasz", "davies_bouldin")}
-        rows_out.append(_row("metrics CH+DB", o, r, n, p, f"labels of kmeans k={ks[-1]}"))
+        add(_row("metrics CH+DB", o, r, n, p, f"labels of kmeans k={ks[-1]}"))
     return rows_out
 
 
@@ -337,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-rows", type=int, help="run the references on the first M rows only")
     ap.add_argument("--ks", default="20,60", help="k values for the k-means stages")
     ap.add_argument("--gram-dtypes", default="float32,float64", help="Gram precisions timed in the pca stage")
-    ap.add_argument("--name", help="results/<name>.json (default: <case folder>-<rows>)")
+    ap.add_argument("--name", help="results/<name>.json (default: <case folder>-<rows or all>)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     stages = [s.strip() for s in a.stages.split(",") if s.strip()]
@@ -350,19 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts()
     print(f"BLAS: {facts['blas']}", flush=True)
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="descluster-bench-") as work:
-        results = run(a.case, a.rows, stages, a.reference, a.ref_rows, ks, Path(work),
-                      tuple(x.strip() for x in a.gram_dtypes.split(",")))
-    print_table(results)
     from descluster.io.atomic import write_json
 
-    n = results[0]["rows"] if results else 0
-    name = a.name or f"{a.case.resolve().name}-{n}"
-    facts["load_avg_end"] = os.getloadavg()
-    path = write_json(a.results / f"{name}.json", {"case": str(a.case), "rows": n, "stages": stages,
-                                                   "reference": a.reference, "ref_rows": a.ref_rows, "ks": ks,
-                                                   "total_seconds": time.perf_counter() - t0,
-                                                   "machine": facts, "results": results})
+    def save(results: list[dict], done: bool = False) -> Path:
+        """Write the JSON (also after every stage, so an interrupted run keeps what it measured)."""
+        n = results[0]["rows"] if results else 0
+        name = a.name or f"{a.case.resolve().name}-{a.rows or 'all'}"
+        facts["load_avg_end"] = os.getloadavg()
+        return write_json(a.results / f"{name}.json", {
+            "case": str(a.case), "rows": n, "stages": stages, "complete": done, "reference": a.reference,
+            "ref_rows": a.ref_rows, "ks": ks, "total_seconds": time.perf_counter() - t0, "machine": facts,
+            "results": results})
+
+    with tempfile.TemporaryDirectory(prefix="descluster-bench-") as work:
+        results = run(a.case, a.rows, stages, a.reference, a.ref_rows, ks, Path(work),
+                      tuple(x.strip() for x in a.gram_dtypes.split(",")), on_row=save)
+    print_table(results)
+    path = save(results, done=True)
     print(f"wrote {path}")
     errors = [r["stage"] for r in results if "ours_error" in r or "ref_error" in r]
     if errors:

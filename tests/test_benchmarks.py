@@ -71,7 +71,7 @@ def test_run_case_parity(small_case, tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "t.json").read_text())
-    assert res["machine"]["cpu_count"] >= 1 and res["machine"]["blas"]
+    assert res["complete"] and res["machine"]["cpu_count"] >= 1 and res["machine"]["blas"]
     by = {r["stage"]: r for r in res["results"]}
     assert not any("ours_error" in r or "ref_error" in r for r in res["results"])
     pca = by["pca float32"]

@@ -42,9 +42,16 @@ def six_images(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cnn_models():
-    """The two CNN backbones, built once for the module at 64 px (fast; sizes are not under test)."""
-    pytest.importorskip("torch")
-    return make_backbone("mobilenetv2", input_size=64), make_backbone("efficientnet_lite0", input_size=64)
+    """The two CNN backbones, built once for the module at 64 px (fast; sizes are not under test).
+
+    Runs torch single-threaded while the module's tests run: with tiny batches on a
+    busy 2-core machine, OpenMP's spinning threads made these tests ~10x slower.
+    """
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield make_backbone("mobilenetv2", input_size=64), make_backbone("efficientnet_lite0", input_size=64)
+    torch.set_num_threads(threads)
 
 
 def _models(cnn_models):

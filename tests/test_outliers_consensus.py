@@ -29,7 +29,7 @@ def test_exactly_the_far_points_flagged_and_ranked_first():
     assert "far from all neighbours in osnet and vdc_type" in t.loc[300, "reason"]
     for col in ("knn_osnet", "lof_osnet", "iforest_osnet", "knn_vdc_type", "n_flags", "duplicate_group", "reason"):
         assert col in t.columns
-    assert {"knn:osnet", "lof:vdc_type"} <= set(rep.thresholds) and "at least 2" in rep.flag_rule
+    assert {"knn:osnet", "lof:vdc_type"} <= set(rep.thresholds) and "at least 2" in rep.flag_rule and "in at least 2 descriptor kinds" in rep.flag_rule
 
 
 def test_duplicate_block_is_grouped_not_flagged():
@@ -42,14 +42,14 @@ def test_duplicate_block_is_grouped_not_flagged():
     assert t["flagged"].iloc[-10:].sum() == 0 and t["flagged"].iloc[0] == 0
 
 
-def test_pixel_rules_and_no_vehicle_flag_alone():
+def test_pixel_rules_flag_alone_no_vehicle_is_advisory():
     spaces, paths = _spaces(2)
     n = len(paths)
     rng = np.random.default_rng(0)
     quality = pd.DataFrame({
         "path": paths, "readable": True, "error": "", "width": 100, "height": 100, "aspect": 1.0,
         "mean_luminance": rng.normal(130, 10, n), "saturated_share": 0.0, "laplacian_var": rng.lognormal(6.5, 0.3, n),
-        "entropy": rng.normal(7, 0.2, n), "channel_spread": rng.normal(12, 2, n), "sha1": [f"{i:040x}" for i in range(n)],
+        "entropy": rng.normal(7, 0.2, n), "channel_spread": rng.normal(12, 2, n), "greyscale": False, "sha1": [f"{i:040x}" for i in range(n)],
         "phash": [f"{i * 7919:016x}" for i in range(n)],
     })
     quality.loc[3, "mean_luminance"] = 12.0
@@ -62,7 +62,7 @@ def test_pixel_rules_and_no_vehicle_flag_alone():
     assert t.loc[5, "reason"].startswith("unreadable:")
     assert t.loc[0, "reason"] == "no vehicle: 3%" and t.loc[0, "flagged_by"] == "pixel:no-vehicle"
     flagged = set(np.flatnonzero(t["flagged"]))
-    assert flagged == {0, 3, 4, 5, 300, 301, 302, 303, 304}
+    assert flagged == {3, 4, 5, 300, 301, 302, 303, 304}  # no vehicle is advisory
     assert "pixel_dark" in t.columns
 
 

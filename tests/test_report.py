@@ -107,7 +107,7 @@ def make_demo_result(per_class: int = 20, ks=(4, 5, 6, 7), evil_path: bool = Tru
     rank[order] = np.arange(1, len(d) + 1)
     flagged = rank <= max(2, len(d) // 40)
     dark = quality["mean_luminance"].to_numpy() < np.percentile(quality["mean_luminance"], 3)
-    flagged_by = [";".join(([f"knn:pixels"] if f else []) + (["pixel:dark"] if k else []))
+    flagged_by = [";".join((["knn:pixels", "knn:colourhist"] if f else []) + (["pixel:dark"] if k else []))
                   for f, k in zip(flagged, dark)]
     outliers = pd.DataFrame({"path": paths, "knn_pixels": d, "rank": rank, "flagged": (flagged | dark).astype(int),
                              "flagged_by": flagged_by,
@@ -212,6 +212,12 @@ def test_outlier_gallery_groups_by_reason(built):
     result, out, page, html = built
     assert "far from all neighbours" in html and "pixel rule: dark" in html
     assert (out / "report_files" / "outliers_0.png").is_file()
+    gallery = html[html.index('<section id="outliers">'):]
+    flagged = result.outliers[result.outliers["flagged"] == 1]
+    knn = flagged[flagged["flagged_by"].str.contains("knn")]
+    block = next(b for b in gallery.split("<h3>") if b.startswith("far from all neighbours</h3>"))
+    # each flagged image once under its detector, though flagged in two spaces
+    assert block.count("<tr><td>") == len(knn) > 0
 
 
 @pytest.mark.slow

@@ -133,7 +133,7 @@ def test_demo_cnn_descriptors_choice_is_not_trivial():
     for p in cnn:
         X = np.load(p).astype(np.float32)
         Z = PCA(100, random_state=0).fit_transform(StandardScaler().fit_transform(X)).astype(np.float32)
-        res = sweep(Z, "kmeans", ks=range(2, 16), stability_rows=1000, silhouette_sample=5000)
+        res = sweep(Z, "kmeans", ks=range(2, 31), stability_rows=1000, silhouette_sample=3000)
         k, reason = choose_k(res.table)
         assert k > 2, reason
         assert external_scores(res.labels_for(k), truth)["nmi"] >= 0.5, (p.stem, k, reason)

@@ -82,11 +82,18 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
     keys : dict of str -> str
         Cache-key material of each space (chained into later stages).
     """
-    from .preprocess import reduce_descriptor
+    from .preprocess import GramMoments, reduce_descriptor
 
     spaces, keys = {}, {}
     for name in sorted(case.descriptors):
         X = case.descriptors[name]
+        raw_moments: list[GramMoments] = []  # one streamed covariance pass shared by the affine scalers
+
+        def moments_of(X=X, memo=raw_moments) -> GramMoments:
+            if not memo:
+                memo.append(GramMoments.from_matrix(X))
+            return memo[0]
+
         for prep in config.preprocessings:
             params = {
                 "descriptor": digests[name],
@@ -100,7 +107,8 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
             def compute(X=X, prep=prep) -> Entry:
                 with stage(f"reduce {name}/{prep}", rows=X.shape[0]):
                     sp = reduce_descriptor(X, prep, variance_target=config.variance_target,
-                                           max_components=config.max_components, random_state=config.seed)
+                                           max_components=config.max_components, random_state=config.seed,
+                                           descriptor=name, moments=None if prep == "l2" else moments_of())
                 return Entry(arrays={"X": sp.X.astype(np.float32), "evr": sp.explained_variance_ratio},
                              meta={"n_components": int(sp.n_components)})
 
@@ -132,7 +140,9 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
             k, reason = choose_k(res.table)
             labels = res.labels_for(k)
         arrays = {"labels": np.asarray(labels, dtype=np.int64)}
-        centroids = _centroids(space.X, labels)
+        centroids = res.centroids.get(k)
+        if centroids is None:
+            centroids = _centroids(space.X, labels)
         if centroids is not None:
             arrays["centroids"] = centroids
         return Entry(arrays=arrays, tables={"sweep": res.table}, meta={"k": int(k), "reason": reason})

@@ -26,6 +26,26 @@ The rule ("knee, then consensus"):
    Lange et al. 2004). Ties go to the smaller k.
 
 With fewer than 3 valid k there is no curve; step 4 runs over all valid k.
+The knee depends on the range of k swept (a known property of Kneedle); the
+numbers below are for the default k = 2..30.
+
+Evaluation (labels used only afterwards, never by the rule). Demo data
+(4,800 images, 6 vehicle types), descriptors from ``descluster.extract``, scaling +
+PCA to 90 % variance capped at 100 components (``preprocess.reduce_descriptor``),
+k-means, k = 2..30, stability on 2,000-row halves:
+
+========================  ======  ==========  ============  ================
+space                     knee    chosen k    NMI at k      NMI at k = 2
+========================  ======  ==========  ============  ================
+mobilenetv2/standard      11      11          0.539         0.328
+mobilenetv2/l2            9       10          0.557         0.331
+efficientnet_lite0/std    10      11          0.537         0.382
+efficientnet_lite0/l2     7       7           0.569         0.354
+========================  ======  ==========  ============  ================
+
+(NMI over k = 3..15 ranges 0.50-0.57 on these spaces; the colour histogram
+reaches NMI <= 0.14 at any k: colour does not encode vehicle type.) On Gaussian
+blobs with k_true = 3, 5, 8 the rule returns k_true (tests).
 """
 
 from __future__ import annotations

@@ -175,9 +175,14 @@ def _outlier_groups(table: pd.DataFrame | None, top: int) -> list[tuple[str, pd.
     groups: dict[str, list[int]] = {}
     if "flagged_by" in flagged:
         for idx, value in flagged["flagged_by"].fillna("").astype(str).items():
+            keys = []
             for part in filter(None, (p.strip() for p in value.split(";"))):
-                det, _, rule = part.partition(":")
-                groups.setdefault(part if det == "pixel" else det, []).append(idx)
+                det = part.partition(":")[0]
+                key = part if det == "pixel" else det  # descriptor detectors: one group over all spaces
+                if key not in keys:
+                    keys.append(key)
+            for key in keys:
+                groups.setdefault(key, []).append(idx)
     elif "reason" in flagged:
         for idx, value in flagged["reason"].fillna("").astype(str).items():
             key = value.split(";")[0].split(":")[0].strip()
