@@ -143,9 +143,14 @@ class StageCache:
                     frame.to_csv(tmp / "tables" / f"{name}.csv", index=False, lineterminator="\n")
             (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "stage": stage, "meta": entry.meta},
                                                       default=_canon, allow_nan=True))
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            if final.exists():  # a stale or concurrent copy of the same stage: keep one
+                shutil.rmtree(final, ignore_errors=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if not (final / "meta.json").is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process stored it first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

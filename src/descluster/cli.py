@@ -48,7 +48,8 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file with RunConfig fields")
     p.add_argument("--preprocessing", help="scalers to study, comma-separated (none,standard,minmax,robust,l2)")
-    p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: k-means only)")
+    p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: k-means only); default auto = "
+                        "per descriptor, the scaler whose k-means clustering scores best (label-free)")
     p.add_argument("--algorithms", help="comma-separated: kmeans,minibatch_kmeans,gmm,birch,ward,hdbscan")
     p.add_argument("--k-min", type=int)
     p.add_argument("--k-max", type=int)
@@ -77,11 +78,8 @@ def _config_from(args: argparse.Namespace):
         pixel_checks=False if args.no_pixel_checks else None,
         drop_bad_rows=True if args.drop_bad_rows else None, trust_pickle=True if args.trust_pickle else None,
     )
-    if overrides["preprocessings"] is not None and overrides["full_preprocessings"] is None:
-        from .config import RunConfig as _R
-
-        keep = tuple(p for p in _R.full_preprocessings if p in overrides["preprocessings"])
-        overrides["full_preprocessings"] = keep or overrides["preprocessings"][:1]
+    if overrides["full_preprocessings"] == ("auto",):
+        overrides["full_preprocessings"] = ()
     if args.config is not None:
         return RunConfig.from_toml(args.config, **overrides)
     return RunConfig.from_dict({}, **overrides)

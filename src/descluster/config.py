@@ -30,8 +30,10 @@ class RunConfig:
         Scalers studied with k-means (each followed by PCA). Subset of
         ``none, standard, minmax, robust, l2``.
     full_preprocessings : tuple of str
-        Scalers on which *every* algorithm runs (the others get k-means only, to
-        keep the study's cost linear in the number of variants).
+        Scalers on which *every* algorithm runs; the others get k-means only, to keep
+        the study's cost linear in the number of variants. Empty (the default) means
+        *auto*: per descriptor, the scaler whose k-means clustering has the best
+        label-free score (see ``descluster.recommend``).
     algorithms : tuple of str
         Clustering algorithms (see ``descluster.cluster.algorithms.ALGORITHMS``).
     k_min, k_max : int
@@ -57,7 +59,7 @@ class RunConfig:
     """
 
     preprocessings: tuple[str, ...] = PREPROCESSINGS
-    full_preprocessings: tuple[str, ...] = ("standard", "l2")
+    full_preprocessings: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ALGORITHM_NAMES
     k_min: int = 2
     k_max: int = 30

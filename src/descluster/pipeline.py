@@ -22,6 +22,7 @@ import pandas as pd
 from . import __version__
 from .cache import Entry, StageCache, file_digest, stable_hash
 from .config import RunConfig
+from .errors import DesclusterError
 from .io.atomic import write_csv, write_json
 from .progress import stage
 from .recommend import build_comparison, recommend
@@ -137,10 +138,14 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
             res = sweep(space.X, algorithm, ks=config.ks, random_state=config.seed,
                         silhouette_sample=config.silhouette_sample,
                         progress=lambda done, total, k: bar.update(1))
-            k, reason = choose_k(res.table)
-            labels = res.labels_for(k)
+            try:
+                k, reason = choose_k(res.table)
+                labels = res.labels_for(k)
+            except DesclusterError as exc:  # e.g. HDBSCAN calls every point noise: recorded, not fatal
+                k, reason = 0, f"no usable clustering: {exc}"
+                labels = np.full(space.X.shape[0], -1, dtype=np.int64)
         arrays = {"labels": np.asarray(labels, dtype=np.int64)}
-        centroids = res.centroids.get(k)
+        centroids = res.centroids.get(k) if k else None
         if centroids is None:
             centroids = _centroids(space.X, labels)
         if centroids is not None:
@@ -173,10 +178,48 @@ def _centroids(X: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
     return (out / counts[:, None]).astype(np.float32)
 
 
-def _algorithms_for(preprocessing: str, config: RunConfig) -> list[str]:
-    if preprocessing in config.full_preprocessings:
-        return list(config.algorithms)
-    return [a for a in config.algorithms if a == "kmeans"] or list(config.algorithms[:1])
+#: Spaces smaller than this (rows x columns) are swept single-threaded (BLAS threads cost more
+#: than they give on small matrices; see ``cluster.algorithms``), so independent sweeps run in
+#: parallel processes instead, one per core.
+PARALLEL_SWEEP_MAX_CELLS = 2_000_000
+
+
+def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache_root: str) -> None:
+    sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False)
+
+
+def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, cache: StageCache,
+               progress: bool = True) -> list[Choice]:
+    """Run (space, space cache key, algorithm) sweeps; small ones in parallel processes.
+
+    Each sweep is seeded on its own and stored in the stage cache by the worker; the
+    parent then reads every result back through :func:`sweep_stage` (a cache hit), so
+    the outcome does not depend on the number of processes or their order.
+
+    Returns
+    -------
+    list of Choice, in the order of ``tasks``.
+    """
+    n_jobs = min(len(tasks), os.cpu_count() or 1)
+    small = all(sp.X.shape[0] * sp.X.shape[1] < PARALLEL_SWEEP_MAX_CELLS for sp, _, _ in tasks)
+    if n_jobs > 1 and small and cache.root is not None:
+        from joblib import Parallel, delayed
+        from tqdm.auto import tqdm
+
+        log.info("%d sweeps in %d processes ...", len(tasks), n_jobs)
+        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root)) for sp, key, algo in tasks)
+        for _ in tqdm(jobs, total=len(tasks), desc="sweeps", unit="sweep", disable=not progress):
+            pass
+    return [sweep_stage(sp, key, algo, config, cache, progress) for sp, key, algo in tasks]
+
+
+def _full_preprocessing(descriptor: str, comparison: pd.DataFrame, config: RunConfig) -> list[str]:
+    """Scalers on which every algorithm runs for ``descriptor`` (configured, or auto: best k-means score)."""
+    if config.full_preprocessings:
+        return list(config.full_preprocessings)
+    rows = comparison[comparison["descriptor"] == descriptor]
+    return [str(rows.iloc[0]["preprocessing"])] if len(rows) else []
 
 
 def mixture_stage(spaces: dict[str, ReducedSpace], keys: dict[str, str], best_prep: dict[str, str],
@@ -236,25 +279,30 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     timer.add("reduce", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
+    truth = _truth_columns(case)
+    first = "kmeans" if "kmeans" in config.algorithms else config.algorithms[0]
     choices: dict[str, Choice] = {}
-    for skey, space in spaces.items():
-        for algo in _algorithms_for(space.preprocessing, config):
-            ch = sweep_stage(space, keys[skey], algo, config, cache, progress)
-            choices[ch.key] = ch
+    # every scaler with the first algorithm (k-means) ...
+    for ch in run_sweeps([(sp, keys[skey], first) for skey, sp in spaces.items()], config, cache, progress):
+        choices[ch.key] = ch
+    first_pass = build_comparison(choices, spaces, {}, None)  # label-free: no truth passed
+    # ... then every other algorithm on the chosen scaler(s) of each descriptor
+    tasks = [(spaces[f"{name}/{prep}"], keys[f"{name}/{prep}"], algo)
+             for name in sorted(case.descriptors) for prep in _full_preprocessing(name, first_pass, config)
+             for algo in config.algorithms if algo != first]
+    for ch in run_sweeps(tasks, config, cache, progress):
+        choices[ch.key] = ch
     timer.add("cluster", time.perf_counter() - t0)
 
-    truth = _truth_columns(case)
     comparison = build_comparison(choices, spaces, truth, case.identities)
     if config.mixtures and len(case.descriptors) >= 2:
         t0 = time.perf_counter()
         best_prep, pair = _mixture_inputs(comparison)
         mspaces, mkeys = mixture_stage(spaces, keys, best_prep, pair)
-        for skey, space in mspaces.items():
-            spaces[skey] = space
-            keys[skey] = mkeys[skey]
-            for algo in [a for a in ("kmeans",) if a in config.algorithms] or [config.algorithms[0]]:
-                ch = sweep_stage(space, mkeys[skey], algo, config, cache, progress)
-                choices[ch.key] = ch
+        spaces.update(mspaces)
+        keys.update(mkeys)
+        for ch in run_sweeps([(sp, mkeys[skey], first) for skey, sp in mspaces.items()], config, cache, progress):
+            choices[ch.key] = ch
         comparison = build_comparison(choices, spaces, truth, case.identities)
         timer.add("mixtures", time.perf_counter() - t0)
 

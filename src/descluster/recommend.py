@@ -12,12 +12,19 @@ comparison uses quantities that live on the same scale whatever the space:
   sizes; a partition that puts nearly everything in one cluster says little).
 - ``coverage``: share of rows not labelled noise (HDBSCAN), 1 elsewhere.
 - ``structure``: ``log2(k)`` bits, the amount of partition information offered.
+- ``consensus``: mean normalised mutual information between this clustering and the
+  reference clustering of every *other* descriptor kind (each kind's reference is its best
+  configuration by the four factors above). This is the cluster-ensemble criterion of
+  Strehl & Ghosh (2002, "Cluster ensembles", JMLR 3:583–617: the consensus partition
+  maximises the average NMI with the others): a grouping that independent models agree on
+  is more likely a property of the images than of one model. With a single descriptor kind
+  it is 1 (neutral).
 
-The label-free ``score`` is ``stability × balance × coverage × log2(k)``: the stable,
-balanced information (in bits) the clustering carries. It favours a partition that
-is found again on resamples *and* says more than "two halves"; it never looks at
-``labels.csv``. External scores (ARI, NMI, purity against every label column, and the
-share of object identities kept in one cluster) are reported beside it and never used.
+The label-free ``score`` is ``stability × balance × coverage × log2(k) × consensus``: the
+stable, balanced information (in bits) the clustering carries, weighted by how much of it
+the other descriptor kinds confirm. It never looks at ``labels.csv``. External scores (ARI,
+NMI, purity against every label column, and the share of object identities kept in one
+cluster) are reported beside it and never used.
 """
 
 from __future__ import annotations
@@ -53,11 +60,37 @@ def size_balance(labels: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(counts.size))
 
 
-def label_free_score(stability: float, balance: float, coverage: float, k: int) -> float:
-    """``stability × balance × coverage × log2(k)`` (see module docstring); NaN if any part is NaN."""
-    if k < 2 or not np.isfinite(stability) or not np.isfinite(balance):
+def label_free_score(stability: float, balance: float, coverage: float, k: int, consensus: float = 1.0) -> float:
+    """``stability × balance × coverage × log2(k) × consensus`` (see module docstring).
+
+    Returns
+    -------
+    float
+        NaN if any factor is NaN or ``k < 2``.
+    """
+    if k < 2 or not all(np.isfinite(v) for v in (stability, balance, coverage, consensus)):
         return float("nan")
-    return float(max(stability, 0.0) * balance * coverage * np.log2(k))
+    return float(max(stability, 0.0) * balance * coverage * np.log2(k) * consensus)
+
+
+def consensus_nmi(labels: np.ndarray, references: list[np.ndarray]) -> float:
+    """Mean NMI (arithmetic normalisation, scikit-learn) between ``labels`` and each reference.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (n_samples,), int
+    references : list of ndarray of shape (n_samples,), int
+        Clusterings of the same rows by other descriptor kinds (noise -1 kept as a group).
+
+    Returns
+    -------
+    float in [0, 1]; 1.0 when ``references`` is empty (nothing to agree with).
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    if not references:
+        return 1.0
+    return float(np.mean([normalized_mutual_info_score(r, labels) for r in references]))
 
 
 def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace],
@@ -78,7 +111,7 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
     -------
     DataFrame
         Columns ``descriptor, preprocessing, algorithm, space, n_components, k, <metrics>,
-        balance, coverage, score, ari_<label>, nmi_<label>, purity_<label>, identity_share,
+        balance, coverage, base_score, consensus, score, ari_<label>, nmi_<label>, purity_<label>, identity_share,
         k_reason``; sorted by ``score`` (best first).
     """
     from .metrics import external_scores, identity_share
@@ -93,7 +126,9 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
             "descriptor": ch.descriptor,
             "preprocessing": ch.preprocessing,
             "algorithm": ch.algorithm,
-            "space": f"{ch.preprocessing} + PCA {space.n_components} "
+            "space": (f"concatenated {ch.preprocessing} blocks, each scaled to unit total variance "
+                      f"({space.n_components} dims)") if ch.descriptor.startswith("mix:") else
+                     f"{ch.preprocessing} + PCA {space.n_components} "
                      f"({float(np.sum(space.explained_variance_ratio[:space.n_components])):.0%} variance)",
             "n_components": space.n_components,
             "k": ch.k,
@@ -107,8 +142,8 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
         balance = size_balance(labels)
         row["balance"] = round(balance, 6) if np.isfinite(balance) else np.nan
         row["coverage"] = round(coverage, 6)
-        score = label_free_score(stability, balance, coverage, int(ch.k))
-        row["score"] = round(score, 6) if np.isfinite(score) else np.nan
+        base = label_free_score(stability, balance, coverage, int(ch.k))
+        row["base_score"] = round(base, 6) if np.isfinite(base) else np.nan
         for col, y in truth.items():
             ext = external_scores(labels, y)
             for m in ("ari", "nmi", "purity"):
@@ -118,12 +153,35 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
         row["k_reason"] = ch.reason
         rows.append(row)
     table = pd.DataFrame(rows)
+    _add_consensus(table, choices)
     # Ties (equal score to 6 decimals) go to the simpler, cheaper algorithm (k-means first),
     # then by names, so the order is deterministic.
-    table["_algo_order"] = table["algorithm"].map(lambda a: ALGORITHM_NAMES.index(a) if a in ALGORITHM_NAMES else 99)
+    table["_algo_order"] = table["algorithm"].map(_algo_order)
     table = table.sort_values(["score", "_algo_order", "descriptor", "preprocessing"],
                               ascending=[False, True, True, True], kind="mergesort", na_position="last")
     return table.drop(columns="_algo_order").reset_index(drop=True)
+
+
+def _add_consensus(table: pd.DataFrame, choices: dict[str, Choice]) -> None:
+    """Add ``consensus`` (mean NMI with the other kinds' references) and the final ``score``, in place."""
+    single = table[~table["descriptor"].str.startswith("mix:") & table["base_score"].notna()]
+    order = single.assign(_a=single["algorithm"].map(_algo_order))
+    order = order.sort_values(["base_score", "_a", "preprocessing"], ascending=[False, True, True], kind="mergesort")
+    refs = {r.descriptor: choices[f"{r.descriptor}/{r.preprocessing}/{r.algorithm}"].labels
+            for r in order.drop_duplicates("descriptor").itertuples()}
+    cons, scores = [], []
+    for r in table.itertuples():
+        others = [lab for d, lab in refs.items() if d != r.descriptor]
+        c = consensus_nmi(np.asarray(choices[f"{r.descriptor}/{r.preprocessing}/{r.algorithm}"].labels), others)
+        cons.append(round(c, 6))
+        s = r.base_score * c if np.isfinite(r.base_score) else np.nan
+        scores.append(round(s, 6) if np.isfinite(s) else np.nan)
+    table["consensus"] = cons
+    table["score"] = scores
+
+
+def _algo_order(name: str) -> int:
+    return ALGORITHM_NAMES.index(name) if name in ALGORITHM_NAMES else len(ALGORITHM_NAMES)
 
 
 def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
@@ -164,14 +222,16 @@ def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
     key = f"{r['descriptor']}/{r['preprocessing']}/{r['algorithm']}"
     others = table[finite & (table.index != best)].head(3)
     runner = "; ".join(
-        f"{o.descriptor}/{o.preprocessing}/{o.algorithm} k={o.k} (score {o.score:.2f}, stability {o.stability:.2f})"
+        f"{o.descriptor}/{o.preprocessing}/{o.algorithm} k={o.k} (score {o.score:.2f}, stability {o.stability:.2f}, "
+        f"consensus {o.consensus:.2f})"
         for o in others.itertuples()
     )
     text = (
         f"Recommended: descriptor {r['descriptor']}, preprocessing {r['preprocessing']} "
         f"({r['space']}), algorithm {r['algorithm']}, k = {r['k']}. "
         f"It has the highest label-free score {r['score']:.2f} = stability {r['stability']:.2f} "
-        f"(split-half ARI) × size balance {r['balance']:.2f} × coverage {r['coverage']:.2f} × log2(k). "
+        f"(split-half ARI) × size balance {r['balance']:.2f} × coverage {r['coverage']:.2f} × log2(k) "
+        f"× consensus {r['consensus']:.2f} (mean NMI with the other descriptor kinds' clusterings). "
         f"Internal metrics (CH, DB, silhouette) are not compared across spaces of different dimension; "
         f"they chose k within each sweep only. Runner-ups: {runner or 'none'}."
     )

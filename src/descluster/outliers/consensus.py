@@ -71,7 +71,9 @@ class OutlierReport:
         ``flagged_by`` (``"knn:osnet;pixel:dark"``), ``duplicate_group`` (int,
         -1 = none) and ``reason`` (str).
     thresholds : dict of str -> str
-        ``"<detector>:<space>"`` or ``"pixel:<rule>"`` -> the threshold in words.
+        ``"<detector>:<space>"`` or ``"pixel:<rule>"`` -> the threshold in words;
+        ``"neighbours:<space>"`` -> which kNN index ran (exact, or faiss IVF with
+        its measured recall@k).
     flag_rule : str
         The final ``flagged`` rule in words.
     results : dict of str -> DetectorResult
@@ -102,6 +104,7 @@ def find_outliers(
     min_descriptor_flags: int = 2,
     min_descriptor_spaces: int = 3,
     advisory: tuple[str, ...] = ("no-vehicle",),
+    neighbour_index="auto",
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
 
@@ -130,6 +133,10 @@ def find_outliers(
     advisory : tuple of str, default ("no-vehicle",)
         Pixel rules that are reported (``flagged_by``, ``reason``, rank bonus) but do
         not set ``flagged`` on their own.
+    neighbour_index : str or NeighbourIndex, default "auto"
+        kNN strategy of each space's graph (:data:`~.neighbours.INDEXES`); which
+        index ran, with its measured recall, is reported in
+        ``thresholds["neighbours:<space>"]``.
 
     Returns
     -------
@@ -170,7 +177,10 @@ def find_outliers(
     pct = []
     dup_groups = []
     for space, X in arrays.items():
-        graph = NeighbourGraph(n_neighbors=n_neighbors, progress=progress).fit(X)
+        graph = NeighbourGraph(
+            n_neighbors=n_neighbors, progress=progress, index=neighbour_index, random_state=random_state
+        ).fit(X)
+        thresholds[f"neighbours:{space}"] = f"{space}: {graph.search_description_}"
         dup_groups.append(graph.duplicate_group_)
         for det in detectors:
             est = DETECTORS[det]()

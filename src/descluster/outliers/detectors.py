@@ -1,6 +1,7 @@
 """Outlier detectors on one reduced descriptor space.
 
-All detectors share one :class:`NeighbourGraph`: an exact faiss kNN pass that
+All detectors share one :class:`NeighbourGraph`: a kNN pass (exact, or faiss
+IVF-Flat with measured recall above 50,000 rows; see ``neighbours.py``) that
 first groups (near-)duplicate rows and collapses each group to one
 representative, then searches the representatives again. Scores are computed
 on representatives and copied to every member of a group, so a block of
@@ -32,7 +33,7 @@ import numpy as np
 
 from ..errors import MemoryBudgetError, ParameterError
 from .duplicates import Collapse, descriptor_duplicate_groups
-from .neighbours import check_matrix, knn_search
+from .neighbours import check_matrix, knn_search, make_index
 from .thresholds import RobustZ
 
 
@@ -53,7 +54,7 @@ def _check_float(name: str, value, low: float, high: float, low_open=True) -> No
 
 # --------------------------------------------------------------------------- graph
 class NeighbourGraph:
-    """Duplicate-collapsed exact kNN graph of a reduced space (faiss ``IndexFlatL2``).
+    """Duplicate-collapsed kNN graph of a reduced space (exact, or faiss IVF above 50,000 rows).
 
     Parameters
     ----------
@@ -66,9 +67,19 @@ class NeighbourGraph:
         Queries per faiss search call.
     progress : bool, default True
         Show tqdm progress bars.
+    index : str or NeighbourIndex, default "auto"
+        Neighbour-search strategy (:data:`~.neighbours.INDEXES`): ``"auto"`` is
+        exact up to 50,000 rows and faiss IVF-Flat with measured recall above.
+    random_state : int, default 0
+        Seed of an approximate index (sampling, k-means).
 
     Attributes
     ----------
+    index_ : NeighbourIndex
+        The fitted index of the final (representatives') search; ``index_.recall_``
+        is its measured recall (None when exact).
+    search_description_ : str
+        Which index ran, with its recall, in words (carried into the outlier report).
     radius_ : float
         Duplicate radius used, in the space's distance units.
     duplicate_group_ : ndarray of shape (n_samples,), int64
@@ -89,11 +100,14 @@ class NeighbourGraph:
         Bad parameters, or fewer than 3 distinct rows.
     """
 
-    def __init__(self, n_neighbors: int = 20, duplicate_tol: float = 0.01, chunk_size: int = 2048, progress: bool = True):
+    def __init__(self, n_neighbors: int = 20, duplicate_tol: float = 0.01, chunk_size: int = 2048, progress: bool = True,
+                 index="auto", random_state: int = 0):
         self.n_neighbors = n_neighbors
         self.duplicate_tol = duplicate_tol
         self.chunk_size = chunk_size
         self.progress = progress
+        self.index = index
+        self.random_state = random_state
 
     def fit(self, X, y=None) -> "NeighbourGraph":
         """Find duplicates and the kNN graph of the representatives of ``X`` (n, p) float32."""
@@ -105,7 +119,10 @@ class NeighbourGraph:
         if n < 3:
             raise ParameterError(f"X has {n} rows; outlier detection needs at least 3")
         k = min(self.n_neighbors, n - 1)
-        D, I = knn_search(X, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (duplicates)")
+        self.index_ = make_index(self.index, random_state=self.random_state)
+        D, I = knn_search(X, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (duplicates)",
+                          index=self.index_)
+        self.search_description_ = f"neighbour search: {self.index_.description_}"
         self.radius_ = float(self.duplicate_tol * np.median(D[:, -1]))
         self.duplicate_group_ = descriptor_duplicate_groups(D, I, self.radius_)
         self.collapse_ = Collapse.from_groups(self.duplicate_group_)
@@ -118,9 +135,12 @@ class NeighbourGraph:
         else:
             self.X_rep_ = np.ascontiguousarray(X[reps])
             k = min(self.n_neighbors, m - 1)
+            self.index_ = make_index(self.index, random_state=self.random_state)
             self.distances_, self.indices_ = knn_search(
-                self.X_rep_, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (representatives)"
+                self.X_rep_, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (representatives)",
+                index=self.index_,
             )
+            self.search_description_ += f"; on the {m:,} representatives: {self.index_.description_}"
         return self
 
 
@@ -190,8 +210,8 @@ class _GraphDetector:
 class KNNDistanceDetector(_GraphDetector):
     """Distance to the k-th nearest (distinct) neighbour.
 
-    Ramaswamy, Rastogi & Shim (2000), SIGMOD. Exact search with faiss
-    ``IndexFlatL2`` via :class:`NeighbourGraph`.
+    Ramaswamy, Rastogi & Shim (2000), SIGMOD. Neighbours from the shared
+    :class:`NeighbourGraph` (exact, or faiss IVF with measured recall).
 
     Parameters
     ----------

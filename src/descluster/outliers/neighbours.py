@@ -213,7 +213,7 @@ class ExactIndex(NeighbourIndex):
 
     def search(self, Q, k):
         """Exact ``(sq_distances (m, k) float32, indices (m, k) int64)`` of queries ``Q`` (m, p)."""
-        return exact_search(Q, self.X_, k, x_sqnorms=self.sqnorms_, chunk_size=Q.shape[0], block_size=self.block_size)
+        return exact_search(Q, self.X_, k, x_sqnorms=self.sqnorms_, block_size=self.block_size)
 
 
 class FlatIndex(NeighbourIndex):
