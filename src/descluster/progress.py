@@ -24,7 +24,6 @@ def configure_logging(verbose: bool = True) -> None:
     handler.setFormatter(logging.Formatter("[descluster] %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO if verbose else logging.WARNING)
-    log.propagate = False
 
 
 @contextmanager
