@@ -22,13 +22,13 @@ A map only serves looking; clustering never runs on it.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from typing import Callable
 
 import numpy as np
 
 from .errors import ParameterError
+from .validation import check_int as _check_int
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,6 @@ DEFAULT_MAX_POINTS = 100_000
 FFT_MIN_ROWS = 10_000
 
 GRADIENTS = ("auto", "fft", "bh")
-
-
-def _check_int(name: str, value, low: int, high: float = math.inf) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (low <= value <= high):
-        rng = f">= {low}" if high == math.inf else f"in [{low}, {high}]"
-        raise ParameterError(f"{name}={value!r} is invalid: it must be an integer {rng}")
-    return int(value)
 
 
 def _check_X(X) -> np.ndarray:

@@ -38,6 +38,7 @@ from sklearn.preprocessing import RobustScaler, StandardScaler, normalize
 from sklearn.utils.extmath import randomized_svd, svd_flip
 
 from .errors import ParameterError
+from .validation import check_int as _check_int
 from .results import ReducedSpace
 
 __all__ = [
@@ -67,15 +68,6 @@ SAMPLE_ROWS = 100_000
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_int(name: str, value, low: int, high: int | None = None, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low or (high is not None and value > high):
-        rng = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ParameterError(f"{name}={value!r} is invalid: expected an integer {rng}" + (" or None" if allow_none else ""))
-    return int(value)
 
 
 def _check_matrix(X, name: str = "X") -> tuple[int, int]:

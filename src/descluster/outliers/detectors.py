@@ -32,24 +32,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MemoryBudgetError, ParameterError
+from ..validation import check_float as _check_float, check_int as _check_int
 from .duplicates import Collapse, descriptor_duplicate_groups
 from .neighbours import check_matrix, knn_search, make_index
 from .thresholds import RobustZ
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ParameterError(f"{name}={value!r} is out of range: must be an integer {rng}")
-
-
-def _check_float(name: str, value, low: float, high: float, low_open=True) -> None:
-    ok = isinstance(value, (int, float, np.floating)) and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        raise ParameterError(f"{name}={value!r} is out of range: must be in {'(' if low_open else '['}{low}, {high}]")
 
 
 # --------------------------------------------------------------------------- graph

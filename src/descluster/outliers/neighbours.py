@@ -46,6 +46,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 
 from ..errors import ParameterError
+from ..validation import check_int as _check_int
 
 try:  # faiss is a hard dependency; the import is guarded only for a clear error
     import faiss
@@ -80,15 +81,6 @@ def check_matrix(X, name: str = "X") -> np.ndarray:
         row = int(np.flatnonzero(~finite)[0])
         raise ParameterError(f"{name} has NaN or infinite values in {int((~finite).sum())} rows (first: row {row})")
     return X
-
-
-def _check_int(name: str, value, low: int, high: int | None = None) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ParameterError(f"{name}={value!r} is out of range: must be an integer {rng}")
 
 
 # --------------------------------------------------------------------------- exact engine
