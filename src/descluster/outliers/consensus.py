@@ -66,7 +66,7 @@ class OutlierReport:
         ``outliers.csv`` in input order: ``path``; one score column per detector
         and space (``knn_<space>``, ``lof_<space>``, ``iforest_<space>``, ...;
         larger = more outlying) and per pixel rule (``pixel_<rule>``: signed
-        robust z, larger = more suspicious); ``consensus`` (float), ``rank``
+        robust z, larger = more suspicious); ``score`` (float, the consensus score), ``rank``
         (int, 1 = most suspicious), ``flagged`` (0/1), ``n_flags`` (int),
         ``flagged_by`` (``"knn:osnet;pixel:dark"``), ``duplicate_group`` (int,
         -1 = none) and ``reason`` (str).
@@ -232,7 +232,7 @@ def find_outliers(
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(1, n + 1)
 
-    table["consensus"] = consensus
+    table["score"] = consensus  # consensus score: higher = more suspicious; `rank` orders by it
     table["rank"] = rank
     table["flagged"] = flagged.astype(np.int64)
     table["n_flags"] = n_flags.astype(np.int64)
