@@ -155,6 +155,15 @@ class StageCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    @staticmethod
+    def key(stage: str, params: Any) -> str:
+        """The cache key of ``(stage, params)``."""
+        return stable_hash({"stage": stage, "params": params, "format": CACHE_FORMAT})
+
+    def has(self, stage: str, params: Any) -> bool:
+        """Whether a complete entry for ``(stage, params)`` is stored."""
+        return self.root is not None and (self._dir(stage, self.key(stage, params)) / "meta.json").is_file()
+
     def get_or_compute(self, stage: str, params: Any, compute: Callable[[], Entry]) -> Entry:
         """Return the cached entry for ``(stage, params)`` or compute, store and return it.
 
@@ -166,7 +175,7 @@ class StageCache:
             Everything the result depends on (input digests, parameters, seeds).
         compute : callable returning Entry
         """
-        key = stable_hash({"stage": stage, "params": params, "format": CACHE_FORMAT})
+        key = self.key(stage, params)
         hit = self.load(stage, key)
         if hit is not None:
             self.hits.append(f"{stage}/{key}")

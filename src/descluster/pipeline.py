@@ -120,20 +120,24 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
     return spaces, keys
 
 
+def _sweep_params(space_key: str, algorithm: str, config: RunConfig) -> dict:
+    return {"space": space_key, "algorithm": algorithm, "ks": config.ks, "seed": config.seed,
+            "silhouette_sample": config.silhouette_sample}
+
+
 def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
                 progress: bool = True) -> Choice:
     """Run one algorithm over the k sweep on one space and choose k (cached)."""
     from .cluster.selection import choose_k
     from .cluster.sweep import sweep
 
-    params = {"space": space_key, "algorithm": algorithm, "ks": config.ks, "seed": config.seed,
-              "silhouette_sample": config.silhouette_sample}
+    params = _sweep_params(space_key, algorithm, config)
 
     def compute() -> Entry:
         from tqdm.auto import tqdm
 
         with stage(f"sweep {space.key} {algorithm}", rows=space.X.shape[0]), \
-                tqdm(total=len(config.ks), desc=f"{algorithm} k", unit="k", leave=False,
+                tqdm(total=len(config.ks), desc=f"{algorithm} k values", unit=" k value", leave=False,
                      disable=not progress) as bar:
             res = sweep(space.X, algorithm, ks=config.ks, random_state=config.seed,
                         silhouette_sample=config.silhouette_sample,
@@ -189,7 +193,7 @@ def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: R
 
 
 def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, cache: StageCache,
-               progress: bool = True) -> list[Choice]:
+               progress: bool = True, label: str = "sweeps") -> list[Choice]:
     """Run (space, space cache key, algorithm) sweeps; small ones in parallel processes.
 
     Each sweep is seeded on its own and stored in the stage cache by the worker; the
@@ -200,16 +204,17 @@ def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, ca
     -------
     list of Choice, in the order of ``tasks``.
     """
-    n_jobs = min(len(tasks), os.cpu_count() or 1)
-    small = all(sp.X.shape[0] * sp.X.shape[1] < PARALLEL_SWEEP_MAX_CELLS for sp, _, _ in tasks)
+    todo = [t for t in tasks if not cache.has("sweep", _sweep_params(t[1], t[2], config))]
+    n_jobs = min(len(todo), os.cpu_count() or 1)
+    small = all(sp.X.shape[0] * sp.X.shape[1] < PARALLEL_SWEEP_MAX_CELLS for sp, _, _ in todo)
     if n_jobs > 1 and small and cache.root is not None:
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
-        log.info("%d sweeps in %d processes ...", len(tasks), n_jobs)
+        log.info("%s: %d sweeps of k = %d…%d in %d processes ...", label, len(todo), config.k_min, config.k_max, n_jobs)
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root)) for sp, key, algo in tasks)
-        for _ in tqdm(jobs, total=len(tasks), desc="sweeps", unit="sweep", disable=not progress):
+            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root)) for sp, key, algo in todo)
+        for _ in tqdm(jobs, total=len(todo), desc="sweeps", unit="sweep", disable=not progress):
             pass
     return [sweep_stage(sp, key, algo, config, cache, progress) for sp, key, algo in tasks]
 
@@ -283,14 +288,16 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     first = "kmeans" if "kmeans" in config.algorithms else config.algorithms[0]
     choices: dict[str, Choice] = {}
     # every scaler with the first algorithm (k-means) ...
-    for ch in run_sweeps([(sp, keys[skey], first) for skey, sp in spaces.items()], config, cache, progress):
+    for ch in run_sweeps([(sp, keys[skey], first) for skey, sp in spaces.items()], config, cache, progress,
+                         label=f"{first} on every scaler"):
         choices[ch.key] = ch
     first_pass = build_comparison(choices, spaces, {}, None)  # label-free: no truth passed
     # ... then every other algorithm on the chosen scaler(s) of each descriptor
     tasks = [(spaces[f"{name}/{prep}"], keys[f"{name}/{prep}"], algo)
              for name in sorted(case.descriptors) for prep in _full_preprocessing(name, first_pass, config)
              for algo in config.algorithms if algo != first]
-    for ch in run_sweeps(tasks, config, cache, progress):
+    for ch in run_sweeps(tasks, config, cache, progress,
+                         label="the other algorithms on each descriptor's chosen scaler"):
         choices[ch.key] = ch
     timer.add("cluster", time.perf_counter() - t0)
 
@@ -301,7 +308,8 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
         mspaces, mkeys = mixture_stage(spaces, keys, best_prep, pair)
         spaces.update(mspaces)
         keys.update(mkeys)
-        for ch in run_sweeps([(sp, mkeys[skey], first) for skey, sp in mspaces.items()], config, cache, progress):
+        for ch in run_sweeps([(sp, mkeys[skey], first) for skey, sp in mspaces.items()], config, cache, progress,
+                             label="descriptor mixtures"):
             choices[ch.key] = ch
         comparison = build_comparison(choices, spaces, truth, case.identities)
         timer.add("mixtures", time.perf_counter() - t0)

@@ -341,14 +341,17 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
 
     # -- summary -----------------------------------------------------------------
     comparison = result.comparison if result.comparison is not None else pd.DataFrame()
-    comp_cols = [c for c in ["descriptor", "preprocessing", "algorithm", "space", "k", "calinski_harabasz",
-                             "davies_bouldin", "silhouette", "stability", "balance", "coverage", "score"]
+    comp_cols = [c for c in ["descriptor", "preprocessing", "algorithm", "n_components", "k", "calinski_harabasz",
+                             "davies_bouldin", "silhouette", "stability", "balance", "coverage", "consensus", "score"]
                  if c in comparison.columns]
     comp_cols += [c for c in comparison.columns if c.startswith(("ari_", "nmi_", "purity_"))]
     comp = _table(comparison, comp_cols)
     if comp is not None:
         comp["recommended"] = [bool(v) for v in comparison.get("recommended", pd.Series([False] * len(comparison)))]
         comp["reasons"] = [str(v) for v in comparison.get("k_reason", pd.Series([""] * len(comparison)))]
+        comp["failed"] = [f"{d}/{p}/{a}: {r}" for d, p, a, k, r in zip(
+            comparison["descriptor"], comparison["preprocessing"], comparison["algorithm"], comparison["k"],
+            comp["reasons"]) if not k]
     external = []
     rec_rows = comparison[comparison.get("recommended", pd.Series(False, index=comparison.index)).astype(bool)] \
         if len(comparison) else comparison
