@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from conftest import make_demo_slice
+
 from descluster.errors import CaseError, ParameterError
 from descluster.extract import ColourHistogram, extract_case, list_case_images, make_backbone
 from descluster.extract.base import require_torch
@@ -30,14 +32,7 @@ TYPES = ["bike", "car", "juggernaut", "minibus", "pickup", "truck"]
 @pytest.fixture(scope="module")
 def six_images(tmp_path_factory) -> Path:
     """One demo image of each of the 6 vehicle types, with their labels.csv."""
-    root = tmp_path_factory.mktemp("six") / "images"
-    labels = pd.read_csv(DEMO / "labels.csv")
-    picked = labels.groupby("vehicle_type", sort=True).head(1).reset_index(drop=True)
-    for rel in picked["path"]:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(DEMO / rel, root / rel)
-    picked.to_csv(root / "labels.csv", index=False)
-    return root
+    return make_demo_slice(tmp_path_factory.mktemp("six") / "images", per_type=1)
 
 
 @pytest.fixture(scope="module")
