@@ -128,6 +128,7 @@ def _sweep_params(space_key: str, algorithm: str, config: RunConfig) -> dict:
 def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
                 progress: bool = True) -> Choice:
     """Run one algorithm over the k sweep on one space and choose k (cached)."""
+    from .cluster.algorithms import cluster_means
     from .cluster.selection import choose_k
     from .cluster.sweep import sweep
 
@@ -150,8 +151,8 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
                 labels = np.full(space.X.shape[0], -1, dtype=np.int64)
         arrays = {"labels": np.asarray(labels, dtype=np.int64)}
         centroids = res.centroids.get(k) if k else None
-        if centroids is None:
-            centroids = _centroids(space.X, labels)
+        if centroids is None and (labels >= 0).any():
+            centroids = cluster_means(space.X, labels, int(labels.max()) + 1)
         if centroids is not None:
             arrays["centroids"] = centroids
         return Entry(arrays=arrays, tables={"sweep": res.table}, meta={"k": int(k), "reason": reason})
@@ -164,22 +165,6 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
     return Choice(descriptor=space.descriptor, preprocessing=space.preprocessing, algorithm=algorithm,
                   k=int(entry.meta["k"]), labels=entry.arrays["labels"], reason=entry.meta["reason"],
                   sweep=sweep_table, centroids=entry.arrays.get("centroids"))
-
-
-def _centroids(X: np.ndarray, labels: np.ndarray) -> np.ndarray | None:
-    """Mean of each cluster (noise excluded), shape (n_clusters, p) float32, rows in label order."""
-    ids = np.unique(labels[labels >= 0])
-    if ids.size == 0:
-        return None
-    out = np.zeros((int(ids.max()) + 1, X.shape[1]), dtype=np.float64)
-    counts = np.zeros(int(ids.max()) + 1)
-    for start in range(0, X.shape[0], 65536):
-        lab = labels[start : start + 65536]
-        keep = lab >= 0
-        np.add.at(out, lab[keep], np.asarray(X[start : start + 65536][keep], dtype=np.float64))
-        counts += np.bincount(lab[keep], minlength=counts.size)
-    counts[counts == 0] = 1
-    return (out / counts[:, None]).astype(np.float32)
 
 
 #: Spaces smaller than this (rows x columns) are swept single-threaded (BLAS threads cost more

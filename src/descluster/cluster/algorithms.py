@@ -110,15 +110,23 @@ def _positive_int(name: str, value, low: int = 1) -> int:
     return int(value)
 
 
-def _means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """(k, p) float32 means of the rows of each label 0..k-1 (NaN rows for empty labels)."""
+def cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, p) float32 means of the rows of each label 0..k-1 (NaN rows for empty labels).
+
+    Streams ``X`` in row chunks (float64 sums via a sparse indicator product), so a
+    memory map of 416k rows is never copied whole; noise (-1) is ignored.
+    """
     from scipy import sparse
 
-    m = labels >= 0
-    lab = labels[m]
-    ind = sparse.csr_matrix((np.ones(lab.size), (lab, np.arange(lab.size))), shape=(k, lab.size))
-    sums = ind @ np.asarray(X[m], dtype=np.float64)
-    counts = np.bincount(lab, minlength=k).astype(np.float64)
+    from ..metrics import row_chunks
+
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    for sl in row_chunks(X.shape[0], X.shape[1], None):
+        lab = labels[sl]
+        m = lab >= 0
+        ind = sparse.csr_matrix((np.ones(int(m.sum())), (lab[m], np.arange(int(m.sum())))), shape=(k, int(m.sum())))
+        sums += ind @ np.asarray(X[sl][m], dtype=np.float64)
+    counts = np.bincount(labels[labels >= 0], minlength=k).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (sums / counts[:, None]).astype(np.float32)
 
@@ -204,7 +212,7 @@ class ClusterAdapter:
     def _finish(self, X, labels, k=None, centers=None):
         self.labels_ = np.asarray(labels, dtype=np.int64)
         if centers is None and k is not None:
-            centers = _means(X, self.labels_, k)
+            centers = cluster_means(X, self.labels_, k)
         self.cluster_centers_ = None if centers is None else np.asarray(centers, dtype=np.float32)
         return self.labels_
 
@@ -463,7 +471,7 @@ class BirchAdapter(ClusterAdapter):
             warnings.simplefilter("ignore")
             model = Birch(threshold=self.threshold_, n_clusters=k).fit(Xs)
         lab_s = model.labels_.astype(np.int64)
-        centers = _means(Xs, lab_s, int(lab_s.max()) + 1)
+        centers = cluster_means(Xs, lab_s, int(lab_s.max()) + 1)
         centers = centers[np.all(np.isfinite(centers), axis=1)]
         self.cluster_centers_ = centers
         self.n_iter_ = 0
@@ -549,7 +557,7 @@ class WardAdapter(ClusterAdapter):
             self.linkage_ = linkage(np.asarray(X[idx], dtype=np.float64), method="ward")
             self._key = key
         lab_s = fcluster(self.linkage_, t=k, criterion="maxclust").astype(np.int64) - 1
-        centers = _means(X[idx], lab_s, int(lab_s.max()) + 1)
+        centers = cluster_means(X[idx], lab_s, int(lab_s.max()) + 1)
         self.n_iter_ = 0
         self.sample_size_, self.extended_ = idx.size, idx.size < X.shape[0]
         self.cluster_centers_ = centers
@@ -629,7 +637,7 @@ class HDBSCANAdapter(ClusterAdapter):
         self.noise_share_ = float(np.mean(labels < 0))
         self.n_iter_ = 0
         k_found = int(labels.max()) + 1 if labels.max() >= 0 else 0
-        centers = _means(X, labels, k_found) if k_found else None
+        centers = cluster_means(X, labels, k_found) if k_found else None
         return self._finish(X, labels, centers=centers)
 
     def predict(self, X) -> np.ndarray:
