@@ -18,6 +18,12 @@ reduce    ``reduce_descriptor`` every kind, ``standard``,      --
 kmeans    ``cluster.ALGORITHMS["kmeans"]`` and                 ``KMeans(k, n_init=3)`` best of restarts
           ``["minibatch_kmeans"]`` per k                       (inertia within 1 %)
 metrics   ``metrics.calinski_harabasz/davies_bouldin``         ``sklearn.metrics`` (values equal)
+study     the whole ``descluster run`` (``--preprocessing``,   -- (the stages above are its parts measured
+          default ``standard,l2``): every sweep, all metrics,  against the references)
+          the 2-D map of all rows, kNN outliers, the report;
+          wall time per pipeline stage (manifest.json) and
+          the peak RSS of the whole process tree (psutil,
+          sampled every 0.5 s, parallel workers summed)
 ========  ===================================================  ==========================================
 
 ``--ref-rows M`` runs the references (and a parity copy of ours) on the first
@@ -27,6 +33,7 @@ Usage::
 
     python benchmarks/run_case.py /tmp/bigcase                       # everything, full size
     python benchmarks/run_case.py /tmp/small --rows 5000 --name ci-5000
+    python benchmarks/run_case.py /tmp/bigcase --stages study --name veriwild-synthetic-416314-study
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("load", "scale", "pca", "reduce", "kmeans", "metrics")
+STAGES = ("load", "scale", "pca", "reduce", "kmeans", "metrics", "study")
 WIDE = "efficientnet-b7"
 
 
@@ -213,6 +220,58 @@ def machine_facts() -> dict:
     return facts
 
 
+def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extra: list[str] | None = None) -> dict:
+    """Run ``descluster run`` in a child process; return wall time, peak tree RSS and stage timings.
+
+    The peak is the largest sum of resident memory over the child and all its
+    descendants (joblib workers), sampled every 0.5 s with psutil, so short spikes
+    between samples can be missed; ``ru_maxrss`` of the largest single process is
+    reported beside it.
+    """
+    import json
+    import subprocess
+
+    import psutil
+
+    if rows:
+        raise SystemExit("--rows with the study stage: make a smaller case with make_case.py --rows N instead")
+    cmd = [sys.executable, "-m", "descluster", "run", str(case), "--out", str(out),
+           "--preprocessing", preprocessings, *(extra or [])]
+    t0 = time.perf_counter()
+    log = open(out.parent / f"{out.name}.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    ps = psutil.Process(proc.pid)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            tree = [ps, *ps.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.5)
+    wall = time.perf_counter() - t0
+    log.close()
+    res = {"seconds": wall, "cpu_seconds": None, "peak_rss_mb": peak / 2**20,
+           "max_single_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+           "returncode": proc.returncode, "command": " ".join(cmd[1:]), "values": {}}
+    if proc.returncode != 0:
+        res["error"] = f"descluster run exited {proc.returncode}; see {log.name}"
+        return res
+    manifest = json.loads((out / "manifest.json").read_text())
+    res["values"] = {"timings_s": manifest.get("timings_s", {}), "n_images": manifest["case"]["n_images"],
+                     "descriptors": manifest["case"]["descriptors"]}
+    import pandas as pd
+
+    study = pd.read_csv(out / "study.csv")
+    per = study.groupby(["descriptor", "preprocessing", "algorithm"])["fit_seconds"].agg(["sum", "count"])
+    res["values"]["sweeps"] = [{"space": f"{d}/{p}", "algorithm": a, "fit_seconds": round(float(r["sum"]), 2),
+                                "k_values": int(r["count"])} for (d, p, a), r in per.iterrows()]
+    comp = pd.read_csv(out / "comparison.csv")
+    rec = comp[comp["recommended"].astype(bool)] if "recommended" in comp else comp.head(1)
+    res["values"]["recommended"] = rec.iloc[0][["descriptor", "preprocessing", "algorithm", "k"]].astype(str).to_dict()
+    return res
+
+
 def _row(stage, ours, ref, n, parity, note=""):
     r = {"stage": stage, "rows": n, "ours_s": ours["seconds"], "ours_cpu_s": ours.get("cpu_seconds"),
          "ours_peak_mb": ours["peak_rss_mb"],
@@ -232,7 +291,7 @@ def _row(stage, ours, ref, n, parity, note=""):
 
 def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_rows: int | None,
         ks: list[int], work: Path, gram_dtypes: tuple[str, ...] = ("float32", "float64"),
-        on_row=None) -> list[dict]:
+        on_row=None, study_preprocessing: str = "standard,l2") -> list[dict]:
     """Run the stages; return one result row per measurement (``on_row(rows_so_far)`` after each)."""
     from descluster.io.descriptors import load_descriptor
 
@@ -306,6 +365,15 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
         p = None if r is None or r.get("error") or o.get("error") else {
             m: o["values"][m] / r["values"][m] - 1 for m in ("calinski_harabasz", "davies_bouldin")}
         add(_row("metrics CH+DB", o, r, n, p, f"labels of kmeans k={ks[-1]}"))
+    if "study" in stages:
+        say("stage study (descluster run, all rows)")
+        o = run_study(case, work / "study", study_preprocessing, rows)
+        add(_row("study (descluster run)", o, None, n, None,
+                 f"--preprocessing {study_preprocessing}; peak RSS = whole process tree"))
+        for name, sec in o["values"].get("timings_s", {}).items():
+            if name != "total":
+                add(_row(f"  study: {name}", {"seconds": sec, "peak_rss_mb": float("nan"), "values": {}}, None, n,
+                         None, "from manifest.json"))
     return rows_out
 
 
@@ -343,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref-rows", type=int, help="run the references on the first M rows only")
     ap.add_argument("--ks", default="20,60", help="k values for the k-means stages")
     ap.add_argument("--gram-dtypes", default="float32,float64", help="Gram precisions timed in the pca stage")
+    ap.add_argument("--study-preprocessing", default="standard,l2", help="scalers of the study stage")
+    ap.add_argument("--keep", type=Path, help="keep the work folder (reduced space, study results) here")
     ap.add_argument("--name", help="results/<name>.json (default: <case folder>-<rows or all>)")
     ap.add_argument("--results", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
@@ -368,9 +438,12 @@ def main(argv: list[str] | None = None) -> int:
             "ref_rows": a.ref_rows, "ks": ks, "total_seconds": time.perf_counter() - t0, "machine": facts,
             "results": results})
 
-    with tempfile.TemporaryDirectory(prefix="descluster-bench-") as work:
-        results = run(a.case, a.rows, stages, a.reference, a.ref_rows, ks, Path(work),
-                      tuple(x.strip() for x in a.gram_dtypes.split(",")), on_row=save)
+    with tempfile.TemporaryDirectory(prefix="descluster-bench-") as tmp:
+        work = a.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        results = run(a.case, a.rows, stages, a.reference, a.ref_rows, ks, work,
+                      tuple(x.strip() for x in a.gram_dtypes.split(",")), on_row=save,
+                      study_preprocessing=a.study_preprocessing)
     print_table(results)
     path = save(results, done=True)
     print(f"wrote {path}")

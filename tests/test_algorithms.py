@@ -50,6 +50,10 @@ def test_sampled_fit_is_extended(blobs):
     z = w.linkage_
     w.fit_predict(X, 3)
     assert w.linkage_ is z  # tree reused across k on the same X
+    w.fit_predict(X.copy(), 5)
+    assert w.linkage_ is z  # ... and on an equal copy (keyed by content, not identity)
+    w.fit_predict(X + 1.0, 4)
+    assert w.linkage_ is not z  # other data: rebuilt
 
 
 def test_hdbscan_noise_and_outlier_scores(blobs):
@@ -63,6 +67,22 @@ def test_hdbscan_noise_and_outlier_scores(blobs):
     hs = HDBSCANAdapter(min_cluster_size=20, max_fit_rows=400)
     lab_s = hs.fit_predict(Xn)
     assert hs.extended_ and hs.outlier_scores_ is None and lab_s.shape == (Xn.shape[0],)
+
+
+def test_hdbscan_projects_wide_input_and_predicts_in_the_same_space(blobs):
+    X, y = blobs
+    rng = np.random.default_rng(0)
+    wide = np.hstack([X, 0.01 * rng.standard_normal((X.shape[0], 40)).astype(np.float32)])  # 48 columns
+    h = HDBSCANAdapter(min_cluster_size=20, max_dims=5, max_fit_rows=600)
+    labels = h.fit_predict(wide)
+    assert h.projection_ is not None and h.projection_.n_components_ == 5
+    assert h.extended_ and adjusted_rand_score(y[labels >= 0], labels[labels >= 0]) > 0.99
+    assert np.mean(labels >= 0) > 0.9
+    narrow = HDBSCANAdapter(min_cluster_size=20, max_dims=8)
+    narrow.fit_predict(X)
+    assert narrow.projection_ is None  # 8 columns: no projection
+    with pytest.raises(ParameterError, match="max_dims"):
+        HDBSCANAdapter(max_dims=1)
 
 
 def test_ward_refuses_over_budget():

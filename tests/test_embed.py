@@ -56,6 +56,21 @@ def test_tsne_samples_above_max_points_and_places_the_rest():
     assert (nearest == y[rest]).mean() > 0.9
 
 
+def test_tsne_runs_on_leading_principal_components_of_wide_input():
+    X, y = _blobs(20, dim=12)
+    model = TSNEEmbedding(pca_dims=4, random_state=0, n_iter=150, early_exaggeration_iter=50, n_jobs=1)
+    Y = model.fit_transform(X)
+    assert model.pca_dims_ == 4 and "leading 4 of 12 principal components" in model.description_
+    d = np.linalg.norm(Y[:, None] - Y[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    assert (y[d.argmin(axis=1)] == y).mean() > 0.95  # blobs still apart after the projection
+    plain = TSNEEmbedding(pca_dims=None, random_state=0, n_iter=150, early_exaggeration_iter=50, n_jobs=1)
+    plain.fit_transform(X)
+    assert plain.pca_dims_ is None and "principal components" not in plain.description_
+    with pytest.raises(ParameterError, match="pca_dims"):
+        TSNEEmbedding(pca_dims=1).fit_transform(X)
+
+
 def test_fft_gradients_on_request_and_3d_uses_barnes_hut():
     X, _ = _blobs(20)
     fft = TSNEEmbedding(gradient="fft", n_iter=30, early_exaggeration_iter=20, n_jobs=1)

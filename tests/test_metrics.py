@@ -59,14 +59,25 @@ def test_silhouette_exact_matches_sklearn(blobs, dtype, tol):
     assert v.value == pytest.approx(silhouette_score(X.astype(np.float64), y), abs=tol)
 
 
-def test_silhouette_sampled_is_stratified(blobs):
+def test_silhouette_sample_is_fixed_and_exact_on_its_rows(blobs):
     X, y = blobs
-    lab = (np.arange(X.shape[0]) % 10 == 0).astype(int)  # 10 % / 90 % clusters
-    v = M.silhouette(X, lab, sample_size=300)
-    assert v.sampled and 290 <= v.sample_size <= 304
-    idx = M.stratified_sample(lab, 300, random_state=0)
-    assert abs(lab[idx].mean() - 0.1) < 0.01  # minority keeps its share
-    assert np.array_equal(idx, M.stratified_sample(lab, 300, random_state=0))  # fixed seed
+    sample = M.SilhouetteSample(X, sample_size=300, random_state=0)
+    rows = sample.rows_
+    assert sample.sampled_ and rows.size == 300 and np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(rows, M.SilhouetteSample(X, 300, random_state=0).rows_)  # fixed seed
+    for lab in (y, (np.arange(X.shape[0]) % 10 == 0).astype(int)):  # two labellings, the same rows
+        v = M.silhouette(X, lab, sample=sample)
+        assert v.sampled and v.sample_size == 300
+        assert v.value == pytest.approx(silhouette_score(X[rows].astype(np.float64), lab[rows]), abs=1e-6)
+        assert v.value == M.silhouette(X, lab, sample_size=300).value  # built on the fly: same sample
+    noisy = y.copy()
+    noisy[::3] = -1  # noise rows in the sample are dropped, not counted
+    v = M.silhouette(X, noisy, sample=sample)
+    keep = noisy[rows] >= 0
+    assert v.sample_size == int(keep.sum())
+    assert v.value == pytest.approx(silhouette_score(X[rows][keep].astype(np.float64), noisy[rows][keep]), abs=1e-6)
+    with pytest.raises(ParameterError, match="rows"):
+        M.silhouette(X[:100], y[:100], sample=sample)
 
 
 def test_degenerate_inputs_give_nan_with_reason():

@@ -15,6 +15,7 @@ from descluster.outliers.detectors import (
     knee_of_curve,
     lof_from_knn,
 )
+from descluster.outliers.neighbours import knn_search
 
 
 def cloud_with_far_points(n=400, p=8, seed=0):
@@ -119,3 +120,27 @@ def test_knee_of_curve():
 def test_bad_parameter_named(cls, param):
     with pytest.raises(ParameterError, match=param):
         cls(**{param: 0}).fit(cloud_with_far_points())
+
+
+def test_representative_lists_equal_a_fresh_search_among_representatives():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((400, 6)).astype(np.float32)
+    # 30 rows copied 1-4 times (exact and near duplicates) so groups shadow neighbours
+    copies = [base[i] + rng.normal(0, 1e-6, (c, 6)).astype(np.float32) for i, c in zip(range(30), rng.integers(1, 5, 30))]
+    X = np.vstack([base, *copies])
+    g = NeighbourGraph(n_neighbors=8, progress=False, index="exact").fit(X)
+    assert g.X_rep_.shape[0] == 400  # every copy merged into its original
+    D, I = knn_search(g.X_rep_, 8, index="exact", progress=False)
+    np.testing.assert_allclose(g.distances_, D, rtol=1e-5, atol=1e-6)
+    assert np.mean(g.indices_ == I) > 0.99  # same neighbours (ties aside)
+    assert "duplicate rows merged" in g.search_description_
+
+
+def test_graph_on_leading_columns_only():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((300, 10)).astype(np.float32)
+    g = NeighbourGraph(n_neighbors=5, progress=False, index="exact", max_dims=3).fit(X)
+    assert g.n_features_used_ == 3 and g.X_rep_.shape[1] == 3
+    D, _ = knn_search(np.ascontiguousarray(X[:, :3]), 5, index="exact", progress=False)
+    np.testing.assert_allclose(g.distances_, D, rtol=1e-5)
+    assert "leading 3 of 10 principal components" in g.search_description_

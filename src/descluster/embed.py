@@ -32,8 +32,14 @@ from .validation import check_int as _check_int
 
 logger = logging.getLogger(__name__)
 
-#: Above this many rows t-SNE embeds a stratified sample and places the rest.
-DEFAULT_MAX_POINTS = 100_000
+#: Above this many rows t-SNE embeds a stratified sample and places the rest. Measured on
+#: 416,314 x 248 (2 cores): openTSNE's fit took 72 s on 40,000 rows at 50 dimensions (over
+#: 5 minutes on 100,000), and ``transform`` places 20,000 further rows in 4.3 s.
+DEFAULT_MAX_POINTS = 40_000
+
+#: t-SNE runs on at most this many leading principal components (Kobak & Berens 2019,
+#: "The art of using t-SNE for single-cell transcriptomics", Nat. Commun.: PCA to 50 first).
+DEFAULT_PCA_DIMS = 50
 
 #: From this many embedded rows up, ``gradient="auto"`` uses FFT gradients.
 FFT_MIN_ROWS = 10_000
@@ -182,6 +188,10 @@ class TSNEEmbedding:
     n_iter, early_exaggeration_iter : int, >= 1
         Optimisation iterations after / during early exaggeration (openTSNE
         defaults 500 / 250).
+    pca_dims : int or None, >= 2
+        Inputs wider than this are first projected on their ``pca_dims`` leading
+        principal axes (scikit-learn ``PCA`` fitted on the embedded rows); None keeps
+        every column. Default :data:`DEFAULT_PCA_DIMS`.
 
     Attributes
     ----------
@@ -189,6 +199,8 @@ class TSNEEmbedding:
         Perplexity actually used.
     sample_ : ndarray of shape (n_sampled,), int64
         Rows embedded directly (all rows when not sampled).
+    pca_dims_ : int or None
+        Principal components t-SNE ran on (None: the input columns as given).
     description_ : str
         How the map was made, in words.
     """
@@ -197,7 +209,8 @@ class TSNEEmbedding:
 
     def __init__(self, n_components: int = 2, perplexity: float = 30.0, max_points: int = DEFAULT_MAX_POINTS,
                  random_state: int = 0, n_jobs: int = -1, n_iter: int = 500, early_exaggeration_iter: int = 250,
-                 gradient: str = "auto"):
+                 gradient: str = "auto", pca_dims: int | None = DEFAULT_PCA_DIMS):
+        self.pca_dims = pca_dims
         self.gradient = gradient
         self.n_iter = n_iter
         self.early_exaggeration_iter = early_exaggeration_iter
@@ -214,6 +227,8 @@ class TSNEEmbedding:
         if self.gradient not in GRADIENTS:
             raise ParameterError(f"gradient={self.gradient!r} is invalid: choose one of {GRADIENTS}")
         _check_int("early_exaggeration_iter", self.early_exaggeration_iter, 1)
+        if self.pca_dims is not None:
+            _check_int("pca_dims", self.pca_dims, 2)
         if not isinstance(self.perplexity, (int, float)) or not (self.perplexity > 0):
             raise ParameterError(f"perplexity={self.perplexity!r} is invalid: it must be a number > 0")
 
@@ -245,6 +260,7 @@ class TSNEEmbedding:
             pca = PCAEmbedding(self.n_components, self.random_state)
             Y = pca.fit_transform(X)
             self.perplexity_ = float("nan")
+            self.pca_dims_ = None
             self.sample_ = np.arange(n)
             self.description_ = f"PCA instead of t-SNE: only {n} rows (t-SNE needs at least 5)"
             logger.warning(self.description_)
@@ -273,7 +289,8 @@ class TSNEEmbedding:
         tsne = openTSNE.TSNE(n_components=self.n_components, perplexity=perplexity, negative_gradient_method=method,
                              random_state=self.random_state, n_jobs=n_jobs, verbose=False, n_iter=self.n_iter,
                              early_exaggeration_iter=self.early_exaggeration_iter)
-        embedding = tsne.fit(X[self.sample_])
+        project = self._projection(X)
+        embedding = tsne.fit(project(X[self.sample_]))
         Y = np.empty((n, self.n_components), dtype=np.float32)
         Y[self.sample_] = np.asarray(embedding, dtype=np.float32)
         grad = "FFT" if method == "fft" else f"Barnes-Hut, {self.n_components}-D"
@@ -281,15 +298,29 @@ class TSNEEmbedding:
             rest = np.setdiff1d(np.arange(n), self.sample_)
             for start in range(0, len(rest), 50_000):  # bounded memory for the affinity rows
                 chunk = rest[start:start + 50_000]
-                Y[chunk] = np.asarray(embedding.transform(X[chunk]), dtype=np.float32)
+                Y[chunk] = np.asarray(embedding.transform(project(X[chunk])), dtype=np.float32)
             what = (f"a {n_fit:,}-row sample stratified by cluster (seed {self.random_state}); "
                     f"the other {len(rest):,} rows placed with openTSNE transform")
         else:
             what = f"all {n:,} rows"
         self.description_ = f"openTSNE ({grad}, perplexity {perplexity:.3g}), {what}"
+        if self.pca_dims_ is not None:
+            notes.insert(0, f"on the leading {self.pca_dims_} of {X.shape[1]} principal components")
         if notes:
             self.description_ += "; " + "; ".join(notes)
         return Y
+
+
+    def _projection(self, X: np.ndarray):
+        """Callable mapping rows of ``X`` to the t-SNE input: PCA to ``pca_dims`` when wider, else identity."""
+        self.pca_dims_ = None
+        if self.pca_dims is None or X.shape[1] <= self.pca_dims or len(self.sample_) <= self.pca_dims:
+            return lambda rows: rows
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=self.pca_dims, random_state=self.random_state).fit(X[self.sample_])
+        self.pca_dims_ = int(self.pca_dims)
+        return lambda rows: pca.transform(rows).astype(np.float32)
 
 
 class UMAPEmbedding:

@@ -59,7 +59,7 @@ __all__ = [
     "identity_share",
     "stability",
     "nearest_centroid",
-    "stratified_sample",
+    "SilhouetteSample",
     "row_chunks",
 ]
 
@@ -444,80 +444,127 @@ def internal_scores(X: np.ndarray, labels: np.ndarray, chunk_rows: int | None = 
     }
 
 
-def stratified_sample(labels: np.ndarray, size: int, random_state: int = 0) -> np.ndarray:
-    """Fixed-seed stratified row sample: each cluster keeps its share (at least 2 rows).
+class SilhouetteSample:
+    """Pairwise distances of a fixed row sample, computed once and reused for every labelling.
+
+    A k sweep scores 29 labellings of the same rows; the O(m^2 * d) distance matrix
+    of the sample does not depend on the labels, so it is computed once here and each
+    :meth:`score` costs only an O(m^2 * k) product. The sample is uniform and
+    fixed-seed (the same rows for every k, so silhouettes across k compare like with
+    like); when ``n <= sample_size`` it is every row and the result is exact.
 
     Parameters
     ----------
-    labels : ndarray of shape (n,), int
-    size : int
-        Target sample size (the result may exceed it by at most ``2 * k``).
+    X : ndarray or memmap of shape (n_samples, n_features), float32 or float64
+    sample_size : int
+        Largest number of rows kept (>= 10), default 10,000.
     random_state : int
+        Seed of the sample.
 
-    Returns
-    -------
-    ndarray of shape (m,), int64
-        Sorted row indices.
+    Attributes
+    ----------
+    rows_ : ndarray of shape (m,), int64
+        Sorted row indices of the sample, ``m = min(n_samples, sample_size)``.
+    distances_ : ndarray of shape (m, m), float32 (float32 input) or float64
+        Euclidean distances between sample rows (after a common rescaling: silhouette
+        is scale-invariant), zero diagonal. Memory: ``m^2 x 4`` bytes, 400 MB at 10,000
+        float32 rows.
+    sampled_ : bool
+        True when ``m < n_samples``.
+    n_samples_ : int
+
+    Raises
+    ------
+    ParameterError
+        If ``sample_size < 10`` or ``X`` is not 2-D.
     """
-    rng = np.random.default_rng(random_state)
-    ids, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    n = labels.size
-    quota = np.maximum(np.minimum(counts, 2), np.floor(counts * size / n).astype(np.int64))
-    order = np.argsort(inv, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    picked = []
-    for j in range(ids.size):
-        members = order[starts[j]:starts[j] + counts[j]]
-        picked.append(rng.choice(members, size=int(min(quota[j], counts[j])), replace=False))
-    return np.sort(np.concatenate(picked))
 
+    def __init__(self, X: np.ndarray, sample_size: int = 10_000, random_state: int = 0, chunk_rows: int = 2048):
+        if isinstance(sample_size, bool) or int(sample_size) != sample_size or sample_size < 10:
+            raise ParameterError(f"sample_size must be an integer >= 10; got {sample_size!r}")
+        if np.ndim(X) != 2:
+            raise ParameterError(f"X must be 2-D (n_samples, n_features); got shape {np.shape(X)}")
+        n = X.shape[0]
+        self.n_samples_ = n
+        self.sampled_ = n > sample_size
+        self.rows_ = (np.sort(np.random.default_rng(random_state).choice(n, size=int(sample_size), replace=False))
+                      if self.sampled_ else np.arange(n))
+        dtype = np.float32 if X.dtype == np.float32 else np.float64
+        Xs = np.asarray(X[self.rows_], dtype=np.float64)
+        Xs = Xs - Xs.mean(axis=0)  # centring keeps ||x||^2 + ||y||^2 - 2x.y well conditioned
+        scale = float(np.max(np.abs(Xs))) if Xs.size else 0.0
+        if scale > 0 and math.isfinite(scale):
+            Xs /= scale  # avoids overflow of squared distances
+        Xs = Xs.astype(dtype, copy=False)
+        sqn = np.einsum("ij,ij->i", Xs, Xs)
+        m = Xs.shape[0]
+        D = np.empty((m, m), dtype=dtype)
+        for start in range(0, m, chunk_rows):
+            sl = slice(start, min(m, start + chunk_rows))
+            block = sqn[sl, None] + sqn[None, :] - 2 * (Xs[sl] @ Xs.T)
+            np.maximum(block, 0, out=block)
+            np.sqrt(block, out=block)
+            D[sl] = block
+        np.fill_diagonal(D, 0.0)
+        self.distances_ = D
 
-def _silhouette_gemm(X: np.ndarray, labels: np.ndarray, dtype=np.float64, chunk_rows: int = 2048) -> float:
-    """Mean silhouette, exactly as ``sklearn.metrics.silhouette_score`` defines it.
+    def score(self, labels: np.ndarray) -> MetricValue:
+        """Mean silhouette of the sample rows under ``labels`` (n_samples,) int; noise (-1) dropped.
 
-    Per-cluster distance sums come from one GEMM per row chunk
-    (``||x||^2 + ||y||^2 - 2 x.y``, float64, clipped at 0) and a one-hot product,
-    after centring. ``dtype=float32`` (used when the input data is float32: its own
-    precision) halves the time; measured |difference| to scikit-learn < 1e-5.
-    Singleton clusters get silhouette 0 (Rousseeuw 1987; as scikit-learn).
-    """
-    _, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    k = counts.size
-    X = X - X.mean(axis=0)  # centring keeps ||x||^2 + ||y||^2 - 2x.y well conditioned
-    X = X.astype(dtype, copy=False)
-    onehot = np.zeros((labels.size, k), dtype=dtype)
-    onehot[np.arange(labels.size), codes] = 1.0
-    sqn = np.einsum("ij,ij->i", X, X)
-    s = np.empty(labels.size)
-    for start in range(0, labels.size, chunk_rows):
-        sl = slice(start, min(labels.size, start + chunk_rows))
-        d2 = sqn[sl, None] + sqn[None, :] - 2 * (X[sl] @ X.T)
-        np.maximum(d2, 0, out=d2)
-        rows = np.arange(sl.start, sl.stop)
-        d2[rows - sl.start, rows] = 0.0
-        sums = np.sqrt(d2) @ onehot  # (m, k) summed distances to each cluster
-        own = codes[sl]
-        denom_a = counts[own] - 1
-        a = sums[np.arange(own.size), own].astype(np.float64) / np.maximum(denom_a, 1)
-        means = sums.astype(np.float64) / counts
-        means[np.arange(own.size), own] = np.inf
+        Equal to ``sklearn.metrics.silhouette_score`` on the sampled non-noise rows
+        (|difference| < 1e-5 for float32 input). Singleton clusters get 0 (Rousseeuw 1987).
+
+        Returns
+        -------
+        MetricValue
+            ``sampled`` and ``sample_size`` (non-noise rows used) set; NaN with reason
+            ``"sample too small for silhouette"`` when the sample holds < 2 clusters or
+            only singletons, ``"overflow"`` when not finite.
+
+        Raises
+        ------
+        ParameterError
+            If ``labels`` does not have ``n_samples`` entries.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != (self.n_samples_,):
+            raise ParameterError(f"labels has shape {labels.shape}; expected ({self.n_samples_},)")
+        lab = labels[self.rows_]
+        keep = lab >= 0
+        D = self.distances_ if keep.all() else self.distances_[np.ix_(keep, keep)]
+        lab = lab[keep]
+        m = int(lab.size)
+        _, codes, counts = np.unique(lab, return_inverse=True, return_counts=True)
+        if counts.size < 2 or counts.size >= m:
+            return MetricValue.undefined("sample too small for silhouette", sampled=self.sampled_, sample_size=m)
+        onehot = np.zeros((m, counts.size), dtype=D.dtype)
+        onehot[np.arange(m), codes] = 1.0
+        sums = (D @ onehot).astype(np.float64)  # (m, k) summed distances to each cluster
+        rows = np.arange(m)
+        denom_a = counts[codes] - 1
+        a = sums[rows, codes] / np.maximum(denom_a, 1)
+        means = sums / counts
+        means[rows, codes] = np.inf
         b = means.min(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             si = (b - a) / np.maximum(a, b)
         si[denom_a == 0] = 0.0
-        s[sl] = np.nan_to_num(si, nan=0.0)
-    return float(s.mean())
+        val = float(np.nan_to_num(si, nan=0.0).mean())
+        if not math.isfinite(val):
+            return MetricValue.undefined("overflow", sampled=self.sampled_, sample_size=m)
+        return MetricValue(val, sampled=self.sampled_, sample_size=m)
 
 
 def silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int = 10_000,
-               random_state: int = 0, stats: ClusterStats | None = None) -> MetricValue:
-    """Mean silhouette coefficient (Rousseeuw 1987), exact or on a stratified sample.
+               random_state: int = 0, stats: ClusterStats | None = None,
+               sample: SilhouetteSample | None = None) -> MetricValue:
+    """Mean silhouette coefficient (Rousseeuw 1987), exact or on a fixed uniform sample.
 
-    Exact (``sklearn.metrics.silhouette_score``) when the non-noise rows number
-    at most ``sample_size``; otherwise on a fixed-seed stratified sample of about
-    ``sample_size`` rows (every cluster keeps its share), so the result is
-    ``sampled=True`` with ``sample_size`` set. Computed in float64. Noise excluded.
-    Cost: O(m^2 * d) for m rows used.
+    Exact (``sklearn.metrics.silhouette_score``) when there are at most
+    ``sample_size`` rows; otherwise on a fixed-seed uniform sample of
+    ``sample_size`` rows (``sampled=True``, ``sample_size`` = non-noise rows used).
+    Noise (-1) is excluded. Cost: O(m^2 * d) for the m sampled rows, paid once when
+    a :class:`SilhouetteSample` is passed in and reused (as a k sweep does).
 
     Parameters
     ----------
@@ -528,6 +575,8 @@ def silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int = 10_000,
     random_state : int
     stats : ClusterStats, optional
         Reuse its degeneracy check.
+    sample : SilhouetteSample, optional
+        Precomputed sample distances of this ``X`` (``sample_size``/``random_state`` then unused).
 
     Returns
     -------
@@ -538,7 +587,7 @@ def silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int = 10_000,
     Raises
     ------
     ParameterError
-        If ``sample_size < 10``.
+        If ``sample_size < 10`` or ``sample`` was built on a different number of rows.
     """
     if sample_size < 10:
         raise ParameterError(f"sample_size must be >= 10; got {sample_size}")
@@ -548,22 +597,11 @@ def silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int = 10_000,
         return MetricValue.undefined(s.degenerate)
     if _zero_spread(s):
         return MetricValue.undefined("zero within-cluster spread")
-    valid_idx = np.flatnonzero(labels >= 0)
-    sampled = valid_idx.size > sample_size
-    if sampled:
-        valid_idx = valid_idx[stratified_sample(labels[valid_idx], sample_size, random_state)]
-    lab = labels[valid_idx]
-    if np.unique(lab).size < 2 or np.unique(lab).size >= lab.size:
-        return MetricValue.undefined("sample too small for silhouette", sampled=sampled,
-                                     sample_size=int(lab.size))
-    Xs = np.asarray(X[valid_idx], dtype=np.float64)
-    scale = float(np.max(np.abs(Xs)))
-    if scale > 0:
-        Xs = Xs / scale  # silhouette is scale-invariant; avoids overflow of squared distances
-    val = _silhouette_gemm(Xs, lab, dtype=np.float32 if X.dtype == np.float32 else np.float64)
-    if not math.isfinite(val):
-        return MetricValue.undefined("overflow", sampled=sampled, sample_size=int(lab.size))
-    return MetricValue(val, sampled=sampled, sample_size=int(lab.size))
+    if sample is None:
+        sample = SilhouetteSample(X, sample_size=sample_size, random_state=random_state)
+    elif sample.n_samples_ != X.shape[0]:
+        raise ParameterError(f"sample was built on {sample.n_samples_} rows but X has {X.shape[0]}")
+    return sample.score(labels)
 
 
 def external_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -100,14 +100,13 @@ def _failed_row(k: int, reason: str, seconds: float) -> dict:
     return row
 
 
-def _score(X, labels, adapter, k, stability_fit, silhouette_sample, stability_rows, random_state) -> dict:
+def _score(X, labels, adapter, stability_fit, sil_sample, stability_rows, random_state) -> dict:
     stats = M.cluster_stats(X, labels)
     vals = {
         "calinski_harabasz": M.calinski_harabasz(X, labels, stats=stats),
         "davies_bouldin": M.davies_bouldin(X, labels, stats=stats),
         "inertia": M.inertia(X, labels, stats=stats),
-        "silhouette": M.silhouette(X, labels, sample_size=silhouette_sample,
-                                   random_state=random_state, stats=stats),
+        "silhouette": M.silhouette(X, labels, stats=stats, sample=sil_sample),
     }
     if stability_rows:
         try:
@@ -143,10 +142,13 @@ def sweep(
     """Fit ``algorithm`` for every k in ``ks`` on ``X`` and score each fit.
 
     Scores: Calinski-Harabasz, Davies-Bouldin, inertia (streaming, exact, all rows),
-    silhouette (exact up to ``silhouette_sample`` rows, else a stratified sample),
-    split-half stability (two fits on disjoint ``stability_rows``-row subsamples,
-    ARI of their nearest-centroid extensions; Lange et al. 2004) and cluster sizes;
-    see :mod:`descluster.metrics`.
+    silhouette (exact up to ``silhouette_sample`` rows, else on one fixed uniform
+    sample whose distance matrix is computed once for the whole sweep,
+    :class:`~descluster.metrics.SilhouetteSample`), split-half stability (two fits on
+    disjoint ``stability_rows``-row subsamples, ARI of their nearest-centroid
+    extensions; Lange et al. 2004; one adapter per half is kept across k, so a
+    sample-based adapter that caches per input, like Ward's tree, builds it once)
+    and cluster sizes; see :mod:`descluster.metrics`.
 
     Parameters
     ----------
@@ -196,6 +198,15 @@ def sweep(
         raise ParameterError("ks is empty: give at least one k >= 2")
     n = X.shape[0]
     rows, all_labels, centroids = [], [], {}
+    sil_sample = None  # built at the first successful fit (it costs O(m^2 d) once)
+    half_adapters: dict = {}  # one adapter per stability half, reused across k
+
+    def stability_adapter(Xs):
+        key = (Xs.shape, Xs[:2].tobytes(), Xs[-2:].tobytes())
+        if key not in half_adapters:
+            half_adapters[key] = adapter.clone()
+        return half_adapters[key]
+
     for i, k in enumerate(ks):
         t0 = time.perf_counter()
         try:
@@ -210,14 +221,14 @@ def sweep(
             continue
         seconds = time.perf_counter() - t0
         k_row = k if k is not None else int(len(np.unique(labels[labels >= 0])))
-        clone = adapter.clone()
 
-        def stability_fit(Xs, _k=k, _a=clone):
-            return _a.fit_predict(Xs, _k)
+        def stability_fit(Xs, _k=k):
+            return stability_adapter(Xs).fit_predict(Xs, _k)
 
         with threadpool_limits(limits=1 if X.shape[0] * X.shape[1] < _SMALL else None):
-            row = _score(X, labels, adapter, k_row, stability_fit, silhouette_sample, stability_rows,
-                         random_state)
+            if sil_sample is None:
+                sil_sample = M.SilhouetteSample(X, sample_size=silhouette_sample, random_state=random_state)
+            row = _score(X, labels, adapter, stability_fit, sil_sample, stability_rows, random_state)
         row.update(k=k_row, fit_seconds=seconds)
         rows.append(row)
         if getattr(adapter, "cluster_centers_", None) is not None:

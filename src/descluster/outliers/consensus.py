@@ -92,6 +92,12 @@ def _join_names(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+#: Above this many rows the kNN graphs use only the leading :data:`LARGE_N_DIMS` principal components.
+LARGE_N = 50_000
+#: Measured at 416,314 rows (faiss IVF, nprobe 16): 31 s per space at 32 columns vs 136 s at 248.
+LARGE_N_DIMS = 32
+
+
 def find_outliers(
     spaces: dict,
     paths: list[str],
@@ -105,6 +111,7 @@ def find_outliers(
     min_descriptor_spaces: int = 3,
     advisory: tuple[str, ...] = ("no-vehicle",),
     neighbour_index="auto",
+    neighbour_dims="auto",
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
 
@@ -137,6 +144,10 @@ def find_outliers(
         kNN strategy of each space's graph (:data:`~.neighbours.INDEXES`); which
         index ran, with its measured recall, is reported in
         ``thresholds["neighbours:<space>"]``.
+    neighbour_dims : "auto", int or None, default "auto"
+        Leading columns (principal components) each kNN graph is built on: "auto" is
+        all of them up to :data:`LARGE_N` rows and :data:`LARGE_N_DIMS` above (see
+        :class:`~.detectors.NeighbourGraph`); None is always all.
 
     Returns
     -------
@@ -161,6 +172,10 @@ def find_outliers(
         raise ParameterError(f"min_descriptor_spaces={min_descriptor_spaces!r} must be an integer >= 1")
     if not (isinstance(n_neighbors, int) and n_neighbors >= 1):
         raise ParameterError(f"n_neighbors={n_neighbors!r} must be an integer >= 1")
+    if neighbour_dims == "auto":
+        neighbour_dims = LARGE_N_DIMS if n > LARGE_N else None
+    elif neighbour_dims is not None and not (isinstance(neighbour_dims, int) and neighbour_dims >= 1):
+        raise ParameterError(f"neighbour_dims={neighbour_dims!r} must be 'auto', None or an integer >= 1")
     arrays = {}
     for name, X in spaces.items():
         X = getattr(X, "X", X)
@@ -178,7 +193,8 @@ def find_outliers(
     dup_groups = []
     for space, X in arrays.items():
         graph = NeighbourGraph(
-            n_neighbors=n_neighbors, progress=progress, index=neighbour_index, random_state=random_state
+            n_neighbors=n_neighbors, progress=progress, index=neighbour_index, random_state=random_state,
+            max_dims=neighbour_dims,
         ).fit(X)
         thresholds[f"neighbours:{space}"] = f"{space}: {graph.search_description_}"
         dup_groups.append(graph.duplicate_group_)

@@ -58,9 +58,17 @@ class NeighbourGraph:
         exact up to 50,000 rows and faiss IVF-Flat with measured recall above.
     random_state : int, default 0
         Seed of an approximate index (sampling, k-means).
+    max_dims : int or None, default None
+        Use only the first ``max_dims`` columns of ``X`` (None: all). The reduced spaces
+        are PCA scores sorted by explained variance, so these are the leading principal
+        components; the outlier stage sets it above 50,000 rows, where a full-width
+        search of 416,314 x 248 took 136 s per descriptor kind and 32 columns 31 s
+        (faiss IVF, nprobe 16, recall@20 0.90 in both).
 
     Attributes
     ----------
+    n_features_used_ : int
+        Columns the graph was built on.
     index_ : NeighbourIndex
         The fitted index of the final (representatives') search; ``index_.recall_``
         is its measured recall (None when exact).
@@ -87,7 +95,8 @@ class NeighbourGraph:
     """
 
     def __init__(self, n_neighbors: int = 20, duplicate_tol: float = 0.01, chunk_size: int = 2048, progress: bool = True,
-                 index="auto", random_state: int = 0):
+                 index="auto", random_state: int = 0, max_dims: int | None = None):
+        self.max_dims = max_dims
         self.n_neighbors = n_neighbors
         self.duplicate_tol = duplicate_tol
         self.chunk_size = chunk_size
@@ -96,20 +105,35 @@ class NeighbourGraph:
         self.random_state = random_state
 
     def fit(self, X, y=None) -> "NeighbourGraph":
-        """Find duplicates and the kNN graph of the representatives of ``X`` (n, p) float32."""
+        """Find duplicates and the kNN graph of the representatives of ``X`` (n, p) float32.
+
+        One search of ``n_neighbors + extra`` neighbours serves both steps: each
+        representative's list is the first pass mapped to representatives (own group
+        and repeats dropped, distances recomputed); only representatives left with
+        fewer than ``n_neighbors`` are searched again, exactly.
+        """
         _check_int("n_neighbors", self.n_neighbors, 1)
         _check_float("duplicate_tol", self.duplicate_tol, 0.0, 0.999, low_open=False)
         _check_int("chunk_size", self.chunk_size, 1)
+        if self.max_dims is not None:
+            _check_int("max_dims", self.max_dims, 1)
         X = check_matrix(X)
+        width = X.shape[1]
+        if self.max_dims is not None and width > self.max_dims:
+            X = np.ascontiguousarray(X[:, : self.max_dims])
+        self.n_features_used_ = X.shape[1]
         n = X.shape[0]
         if n < 3:
             raise ParameterError(f"X has {n} rows; outlier detection needs at least 3")
         k = min(self.n_neighbors, n - 1)
+        k_first = min(k + _EXTRA_NEIGHBOURS, n - 1)
         self.index_ = make_index(self.index, random_state=self.random_state)
-        D, I = knn_search(X, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (duplicates)",
+        D, I = knn_search(X, k_first, chunk_size=self.chunk_size, progress=self.progress, desc="kNN",
                           index=self.index_)
         self.search_description_ = f"neighbour search: {self.index_.description_}"
-        self.radius_ = float(self.duplicate_tol * np.median(D[:, -1]))
+        if self.n_features_used_ < width:
+            self.search_description_ += f", on the leading {self.n_features_used_} of {width} principal components"
+        self.radius_ = float(self.duplicate_tol * np.median(D[:, k - 1]))
         self.duplicate_group_ = descriptor_duplicate_groups(D, I, self.radius_)
         self.collapse_ = Collapse.from_groups(self.duplicate_group_)
         reps = self.collapse_.representatives
@@ -117,17 +141,72 @@ class NeighbourGraph:
         if m < 3:
             raise ParameterError(f"X has only {m} distinct rows (after merging duplicates); need at least 3")
         if m == n:
-            self.X_rep_, self.distances_, self.indices_ = X, D, I
-        else:
-            self.X_rep_ = np.ascontiguousarray(X[reps])
-            k = min(self.n_neighbors, m - 1)
-            self.index_ = make_index(self.index, random_state=self.random_state)
-            self.distances_, self.indices_ = knn_search(
-                self.X_rep_, k, chunk_size=self.chunk_size, progress=self.progress, desc="kNN (representatives)",
-                index=self.index_,
-            )
-            self.search_description_ += f"; on the {m:,} representatives: {self.index_.description_}"
+            self.X_rep_, self.distances_, self.indices_ = X, D[:, :k], I[:, :k]
+            return self
+        self.X_rep_ = np.ascontiguousarray(X[reps])
+        k = min(self.n_neighbors, m - 1)
+        self.distances_, self.indices_, n_short = _representative_lists(
+            self.X_rep_, I[reps], self.collapse_.member_to_rep, k)
+        self.search_description_ += (
+            f"; {n - m:,} duplicate rows merged into {m:,} representatives, whose neighbour lists come from the "
+            f"same search ({n_short:,} short lists searched again exactly)")
         return self
+
+
+#: Extra neighbours fetched by the first search so that representatives keep k after duplicates are merged.
+_EXTRA_NEIGHBOURS = 5
+
+
+def _representative_lists(X_rep: np.ndarray, first: np.ndarray, member_to_rep: np.ndarray, k: int):
+    """kNN lists among representatives from a first search over all rows.
+
+    ``first`` (m, k') holds each representative's neighbours as row numbers; they are
+    mapped to representative positions, the representative itself and repeats are
+    dropped (order kept), distances recomputed in float64 and sorted. Representatives
+    left with fewer than ``k`` entries are searched again exactly.
+
+    Returns
+    -------
+    distances : ndarray of shape (m, k), float32
+    indices : ndarray of shape (m, k), int64
+    n_short : int
+        Representatives searched again.
+    """
+    from .neighbours import exact_search, _finish
+
+    m = X_rep.shape[0]
+    mapped = np.where(first >= 0, member_to_rep[np.maximum(first, 0)], -1)
+    own = np.arange(m)[:, None]
+    mapped[mapped == own] = -1
+    # drop repeats within a row, keeping the first occurrence
+    order = np.argsort(mapped, axis=1, kind="stable")
+    srt = np.take_along_axis(mapped, order, axis=1)
+    rep = np.zeros_like(srt, dtype=bool)
+    rep[:, 1:] = srt[:, 1:] == srt[:, :-1]
+    dup = np.zeros_like(rep)
+    np.put_along_axis(dup, order, rep, axis=1)
+    mapped[dup] = -1
+    valid = mapped >= 0
+    counts = valid.sum(axis=1)
+    short = counts < k
+    # left-align the valid entries (stable), take the first k
+    pos = np.argsort(~valid, axis=1, kind="stable")
+    idx = np.take_along_axis(mapped, pos, axis=1)[:, :k]
+    if idx.shape[1] < k:
+        idx = np.hstack([idx, np.full((m, k - idx.shape[1]), -1, dtype=idx.dtype)])
+    idx[short] = 0  # replaced below
+    D = np.empty((m, k), dtype=np.float32)
+    I = np.empty((m, k), dtype=np.int64)
+    ok = np.flatnonzero(~short)
+    for s in range(0, ok.size, 8192):
+        rows = ok[s:s + 8192]
+        D[rows], I[rows] = _finish(X_rep[rows], X_rep, idx[rows], None, k)
+    bad = np.flatnonzero(short)
+    if bad.size:
+        Q = np.ascontiguousarray(X_rep[bad])
+        cand = exact_search(Q, X_rep, k + 1)[1]
+        D[bad], I[bad] = _finish(Q, X_rep, cand, bad, k)
+    return D, I, int(bad.size)
 
 
 # --------------------------------------------------------------------------- results
