@@ -291,7 +291,7 @@ def _row(stage, ours, ref, n, parity, note=""):
 
 def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_rows: int | None,
         ks: list[int], work: Path, gram_dtypes: tuple[str, ...] = ("float32", "float64"),
-        on_row=None, study_preprocessing: str = "standard,l2") -> list[dict]:
+        on_row=None, study_preprocessing: str = "standard,l2", study_args: str = "") -> list[dict]:
     """Run the stages; return one result row per measurement (``on_row(rows_so_far)`` after each)."""
     from descluster.io.descriptors import load_descriptor
 
@@ -367,9 +367,9 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
         add(_row("metrics CH+DB", o, r, n, p, f"labels of kmeans k={ks[-1]}"))
     if "study" in stages:
         say("stage study (descluster run, all rows)")
-        o = run_study(case, work / "study", study_preprocessing, rows)
+        o = run_study(case, work / "study", study_preprocessing, rows, study_args.split())
         add(_row("study (descluster run)", o, None, n, None,
-                 f"--preprocessing {study_preprocessing}; peak RSS = whole process tree"))
+                 f"--preprocessing {study_preprocessing} {study_args}".strip() + "; peak RSS = whole process tree"))
         for name, sec in o["values"].get("timings_s", {}).items():
             if name != "total":
                 add(_row(f"  study: {name}", {"seconds": sec, "peak_rss_mb": float("nan"), "values": {}}, None, n,
@@ -412,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ks", default="20,60", help="k values for the k-means stages")
     ap.add_argument("--gram-dtypes", default="float32,float64", help="Gram precisions timed in the pca stage")
     ap.add_argument("--study-preprocessing", default="standard,l2", help="scalers of the study stage")
+    ap.add_argument("--study-args", default="", help="further `descluster run` options of the study stage, one string")
     ap.add_argument("--keep", type=Path, help="keep the work folder (reduced space, study results) here")
     ap.add_argument("--name", help="results/<name>.json (default: <case folder>-<rows or all>)")
     ap.add_argument("--results", type=Path, default=RESULTS)
@@ -443,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         results = run(a.case, a.rows, stages, a.reference, a.ref_rows, ks, work,
                       tuple(x.strip() for x in a.gram_dtypes.split(",")), on_row=save,
-                      study_preprocessing=a.study_preprocessing)
+                      study_preprocessing=a.study_preprocessing, study_args=a.study_args)
     print_table(results)
     path = save(results, done=True)
     print(f"wrote {path}")

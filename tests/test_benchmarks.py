@@ -80,3 +80,29 @@ def test_run_case_parity(small_case, tmp_path):
     for value in by["metrics CH+DB"]["parity"].values():
         assert abs(value) < 1e-4
     assert by["pca float32"]["ours_peak_mb"] > 0 and by["pca float32"]["ours_s"] > 0
+
+
+@pytest.mark.slow
+def test_run_case_study_stage(small_case, tmp_path):
+    # the same code as the full-scale study benchmark, on the 5,000-row case with a short sweep
+    cmd = [sys.executable, str(BENCH / "run_case.py"), str(small_case), "--stages", "study", "--name", "s",
+           "--results", str(tmp_path), "--keep", str(tmp_path / "work"),
+           "--study-args", "--algorithms kmeans,minibatch_kmeans,hdbscan --k-max 6 --no-mixtures"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((tmp_path / "s.json").read_text())
+    by = {r["stage"].strip(): r for r in res["results"]}
+    study = by["study (descluster run)"]
+    assert study["ours_peak_mb"] > 50 and study["ours"]["n_images"] == 5000
+    timings = study["ours"]["timings_s"]
+    assert {"reduce", "cluster", "embedding", "outliers", "report", "total"} <= set(timings)
+    assert study["ours_s"] >= timings["total"] > 0  # the child's wall time includes loading
+    assert by["study: cluster"]["ours_s"] == timings["cluster"]
+    sweeps = {(s["space"], s["algorithm"]): s for s in study["ours"]["sweeps"]}
+    # both scalers of both kinds with k-means, k = 2..6
+    assert {(f"{d}/{p}", "kmeans") for d in ("efficientnet-b7", "osnet") for p in ("standard", "l2")} <= set(sweeps)
+    assert all(s["k_values"] == 5 for (sp, a), s in sweeps.items() if a == "kmeans")
+    rec = study["ours"]["recommended"]
+    assert rec["algorithm"] in {"kmeans", "minibatch_kmeans", "hdbscan"}
+    clusters = pd.read_csv(tmp_path / "work" / "study" / "clusters.csv")
+    assert len(clusters) == 5000 and list(clusters.columns) == ["path", "cluster"]

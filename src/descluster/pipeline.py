@@ -167,38 +167,41 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
                   sweep=sweep_table, centroids=entry.arrays.get("centroids"))
 
 
-#: Spaces smaller than this (rows x columns) are swept single-threaded (BLAS threads cost more
-#: than they give on small matrices; see ``cluster.algorithms``), so independent sweeps run in
-#: parallel processes instead, one per core.
-PARALLEL_SWEEP_MAX_CELLS = 2_000_000
+def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache_root: str,
+                  threads: int) -> None:
+    from threadpoolctl import threadpool_limits
 
-
-def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache_root: str) -> None:
-    sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False)
+    with threadpool_limits(limits=threads):
+        sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False)
 
 
 def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, cache: StageCache,
                progress: bool = True, label: str = "sweeps") -> list[Choice]:
-    """Run (space, space cache key, algorithm) sweeps; small ones in parallel processes.
+    """Run (space, space cache key, algorithm) sweeps, one process per core.
 
-    Each sweep is seeded on its own and stored in the stage cache by the worker; the
-    parent then reads every result back through :func:`sweep_stage` (a cache hit), so
-    the outcome does not depend on the number of processes or their order.
+    Independent sweeps run in parallel worker processes (joblib/loky; the spaces are
+    passed as memory maps), each limited to ``cores // processes`` BLAS/OpenMP threads:
+    much of a sweep (sample-based fits, metrics, the extension to all rows) is
+    single-threaded, so two one-thread sweeps finish sooner than two two-thread
+    sweeps in turn. Each sweep is seeded on its own and stored in the stage cache by
+    the worker; the parent then reads every result back through :func:`sweep_stage`
+    (a cache hit), so the outcome does not depend on the order of completion.
 
     Returns
     -------
     list of Choice, in the order of ``tasks``.
     """
     todo = [t for t in tasks if not cache.has("sweep", _sweep_params(t[1], t[2], config))]
-    n_jobs = min(len(todo), os.cpu_count() or 1)
-    small = all(sp.X.shape[0] * sp.X.shape[1] < PARALLEL_SWEEP_MAX_CELLS for sp, _, _ in todo)
-    if n_jobs > 1 and small and cache.root is not None:
+    cores = os.cpu_count() or 1
+    n_jobs = min(len(todo), cores)
+    if n_jobs > 1 and cache.root is not None:
         from joblib import Parallel, delayed
         from tqdm.auto import tqdm
 
         log.info("%s: %d sweeps of k = %d…%d in %d processes ...", label, len(todo), config.k_min, config.k_max, n_jobs)
+        threads = max(1, cores // n_jobs)
         jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root)) for sp, key, algo in todo)
+            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root), threads) for sp, key, algo in todo)
         for _ in tqdm(jobs, total=len(todo), desc="sweeps", unit="sweep", disable=not progress):
             pass
     return [sweep_stage(sp, key, algo, config, cache, progress) for sp, key, algo in tasks]
