@@ -223,10 +223,12 @@ def machine_facts() -> dict:
 def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extra: list[str] | None = None) -> dict:
     """Run ``descluster run`` in a child process; return wall time, peak tree RSS and stage timings.
 
-    The peak is the largest sum of resident memory over the child and all its
-    descendants (joblib workers), sampled every 0.5 s with psutil, so short spikes
-    between samples can be missed; ``ru_maxrss`` of the largest single process is
-    reported beside it.
+    The peak is the largest sum of proportional set size (PSS: private pages plus each
+    shared page divided by the processes sharing it, so memory maps shared with the
+    joblib workers count once) over the child and all its descendants, sampled every
+    0.5 s with psutil (short spikes between samples can be missed). The largest sum of
+    plain RSS (which counts shared pages once per process) and ``ru_maxrss`` of the
+    largest single process are reported beside it.
     """
     import json
     import subprocess
@@ -241,17 +243,20 @@ def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extr
     log = open(out.parent / f"{out.name}.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     ps = psutil.Process(proc.pid)
-    peak = 0
+    peak = peak_rss = 0
     while proc.poll() is None:
-        try:
-            tree = [ps, *ps.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
-        except psutil.Error:
-            pass
+        pss = rss = 0
+        for p in [ps, *ps.children(recursive=True)]:
+            try:
+                info = p.memory_full_info()
+                pss, rss = pss + info.pss, rss + info.rss
+            except psutil.Error:  # a worker that just ended
+                pass
+        peak, peak_rss = max(peak, pss), max(peak_rss, rss)
         time.sleep(0.5)
     wall = time.perf_counter() - t0
     log.close()
-    res = {"seconds": wall, "cpu_seconds": None, "peak_rss_mb": peak / 2**20,
+    res = {"seconds": wall, "cpu_seconds": None, "peak_rss_mb": peak / 2**20, "peak_rss_sum_mb": peak_rss / 2**20,
            "max_single_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
            "returncode": proc.returncode, "command": " ".join(cmd[1:]), "values": {}}
     if proc.returncode != 0:
@@ -369,7 +374,8 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
         say("stage study (descluster run, all rows)")
         o = run_study(case, work / "study", study_preprocessing, rows, study_args.split())
         add(_row("study (descluster run)", o, None, n, None,
-                 f"--preprocessing {study_preprocessing} {study_args}".strip() + "; peak RSS = whole process tree"))
+                 f"--preprocessing {study_preprocessing} {study_args}".strip()
+                 + f"; peak memory = PSS of the process tree (plain RSS sum {o.get('peak_rss_sum_mb', float('nan')):,.0f} MB)"))
         for name, sec in o["values"].get("timings_s", {}).items():
             if name != "total":
                 add(_row(f"  study: {name}", {"seconds": sec, "peak_rss_mb": float("nan"), "values": {}}, None, n,
