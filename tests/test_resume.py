@@ -61,3 +61,20 @@ def test_same_command_twice_gives_byte_identical_clusters(demo_slice_case, tmp_p
     for d in (a, b):
         assert main(["run", str(demo_slice_case), "--out", str(d), *ARGS]) == 0
     assert (a / "clusters.csv").read_bytes() == (b / "clusters.csv").read_bytes()
+
+
+def test_sweep_cache_key_follows_the_adapter_parameters(monkeypatch):
+    import functools
+
+    from descluster.cache import stable_hash
+    from descluster.cluster.algorithms import ALGORITHMS, KMeansAdapter
+    from descluster.config import RunConfig
+    from descluster.pipeline import _sweep_params
+
+    config = RunConfig()
+    before = _sweep_params("space-key", "kmeans", config)
+    assert before["adapter"] == KMeansAdapter(random_state=config.seed).get_params()
+    # a changed default (here: more restarts) must not reuse results cached under the old one
+    monkeypatch.setitem(ALGORITHMS, "kmeans", functools.partial(KMeansAdapter, n_init=7))
+    after = _sweep_params("space-key", "kmeans", config)
+    assert after["adapter"]["n_init"] == 7 and stable_hash(after) != stable_hash(before)

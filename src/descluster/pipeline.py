@@ -121,8 +121,13 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
 
 
 def _sweep_params(space_key: str, algorithm: str, config: RunConfig) -> dict:
+    """Cache-key material of one sweep: the space, the k values, the seed, the silhouette sample
+    and every parameter of the adapter (so a changed default, e.g. k-means restarts, is a miss)."""
+    from .cluster.algorithms import make_algorithm
+
     return {"space": space_key, "algorithm": algorithm, "ks": config.ks, "seed": config.seed,
-            "silhouette_sample": config.silhouette_sample}
+            "silhouette_sample": config.silhouette_sample,
+            "adapter": make_algorithm(algorithm, random_state=config.seed).get_params()}
 
 
 def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
