@@ -274,3 +274,19 @@ def test_no_descriptors_folder_lists_case(tmp_path):
     (tmp_path / "stuff.txt").write_text("x")
     with pytest.raises(CaseError, match=r"no descriptors/ folder.*stuff\.txt"):
         load_case(tmp_path)
+
+
+def test_release_pages_reopens_memory_maps_with_the_same_values(tmp_path):
+    case_dir = tmp_path / "case"
+    X = np.random.default_rng(0).random((64, 5), dtype=np.float32)
+    make_case(case_dir, {"a.npy": X}, [f"p/{i}.jpg" for i in range(64)])
+    case = load_case(case_dir)
+    old = case.descriptors["a"]
+    assert isinstance(old, np.memmap)
+    float(np.asarray(old).sum())  # touch every page
+    assert case.release_pages() == 1
+    new = case.descriptors["a"]
+    assert new is not old and isinstance(new, np.memmap) and new.shape == (64, 5) and new.dtype == np.float32
+    np.testing.assert_array_equal(np.asarray(new), X)
+    case.descriptors["b"] = X.copy()  # not a memory map: kept as it is
+    assert case.release_pages() == 1 and case.descriptors["b"] is not None

@@ -259,3 +259,26 @@ def test_image_grid_placeholders_modes_and_captions(tmp_path):
         image_grid(None, ["a", "b"], captions=["x"])
     with pytest.raises(ParameterError, match="ncols=0"):
         image_grid(None, ["a"], ncols=0)
+
+
+def test_report_says_how_each_algorithm_ran(built):
+    from descluster.cluster.algorithms import make_algorithm
+
+    result, out, page, html = built
+    ran = sorted({ch.algorithm for ch in result.choices.values()})
+    assert "How each algorithm ran" in html
+    for algo in ran:  # each algorithm of the study, with its own description for these rows
+        assert make_algorithm(algo).describe_fit(len(result.paths)).split(",")[0] in html
+
+
+def test_fit_descriptions_name_samples_and_extension():
+    from descluster.cluster.algorithms import ALGORITHMS
+
+    big = {name: cls().describe_fit(416_314, 248) for name, cls in ALGORITHMS.items()}
+    assert "10,000-row sample" in big["kmeans"] and "all 416,314 rows" in big["kmeans"]
+    for name in ("gmm", "birch", "ward", "hdbscan"):
+        assert "20,000-row sample" in big[name], big[name]
+    assert "3.0 GiB" in big["ward"] and "20 leading principal components" in big["hdbscan"]
+    small = {name: cls().describe_fit(500, 8) for name, cls in ALGORITHMS.items()}
+    assert all("sample" not in how for how in small.values()), small
+    assert "principal components" not in small["hdbscan"]

@@ -274,6 +274,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     t0 = time.perf_counter()
     digests = _descriptor_digests(case, cache)
     spaces, keys = reduce_stage(case, config, cache, digests)
+    case.release_pages()  # the raw descriptors are not read again: drop their resident pages
     timer.add("reduce", time.perf_counter() - t0)
 
     t0 = time.perf_counter()

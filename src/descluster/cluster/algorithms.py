@@ -213,6 +213,11 @@ class ClusterAdapter:
         """Nearest-centre labels (n,) int64 for new rows ``X`` (n, p)."""
         return nearest_centroid(_check_X(X), self.cluster_centers_)
 
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """How a fit on ``n_samples`` rows (of ``n_features`` columns, where that matters) runs, in
+        words: rows used, sample, extension to all rows. Shown in the report."""
+        return f"fitted on all {n_samples:,} rows"
+
     def _finish(self, X, labels, k=None, centers=None):
         self.labels_ = np.asarray(labels, dtype=np.int64)
         if centers is None and k is not None:
@@ -264,6 +269,13 @@ class KMeansAdapter(ClusterAdapter):
         if not (tol > 0):
             raise ParameterError(f"tol must be > 0; got {tol}")
         self.tol = float(tol)
+
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`."""
+        if n_samples <= self.init_sample:
+            return f"Lloyd on all {n_samples:,} rows, best of {self.n_init} k-means++ starts"
+        return (f"k-means++ seeding, best of {self.n_init} starts on a {self.init_sample:,}-row sample, then up to "
+                f"{self.max_iter} Lloyd iterations on all {n_samples:,} rows")
 
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Fit k-means with ``k`` clusters on ``X`` (n, p) and return labels (n,) int64.
@@ -322,6 +334,10 @@ class MiniBatchKMeansAdapter(ClusterAdapter):
         self.batch_size = _positive_int("batch_size", batch_size, low=16)
         self.n_init = _positive_int("n_init", n_init)
 
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`."""
+        return f"mini-batches of {self.batch_size:,} rows over all {n_samples:,} rows, best of {self.n_init} starts"
+
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Fit with ``k`` clusters on ``X`` (n, p); return labels (n,) int64.
 
@@ -378,6 +394,13 @@ class GMMAdapter(ClusterAdapter):
         if not (reg_covar > 0):
             raise ParameterError(f"reg_covar must be > 0; got {reg_covar}")
         self.reg_covar = float(reg_covar)
+
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`."""
+        m = min(n_samples, self.max_fit_rows)
+        if m == n_samples:
+            return f"EM with diagonal covariances on all {n_samples:,} rows"
+        return f"EM with diagonal covariances on a {m:,}-row sample; all {n_samples:,} rows labelled by maximum posterior"
 
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Fit ``k`` components; return labels (n,) int64.
@@ -450,6 +473,13 @@ class BirchAdapter(ClusterAdapter):
         if not (threshold_factor > 0):
             raise ParameterError(f"threshold_factor must be > 0; got {threshold_factor}")
         self.threshold_factor = float(threshold_factor)
+
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`."""
+        m = min(n_samples, self.max_fit_rows)
+        if m == n_samples:
+            return f"CF-tree on all {n_samples:,} rows, rows labelled by the nearest final cluster mean"
+        return f"CF-tree on a {m:,}-row sample; all {n_samples:,} rows labelled by the nearest cluster mean"
 
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Fit with ``k`` clusters; return labels (n,) int64.
@@ -535,6 +565,14 @@ class WardAdapter(ClusterAdapter):
     def memory_estimate(m: int) -> int:
         """Peak bytes for Ward on ``m`` rows: 2 x the condensed float64 distance matrix."""
         return int(2 * 8 * m * (m - 1) // 2)
+
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`."""
+        m = min(n_samples, self.max_fit_rows)
+        mem = f" (O(m²) memory: about {self.memory_estimate(m) / 2**30:.1f} GiB)"
+        if m == n_samples:
+            return f"Ward tree on all {n_samples:,} rows{mem}"
+        return f"Ward tree on a {m:,}-row sample{mem}; all {n_samples:,} rows labelled by the nearest cluster mean"
 
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Cut the Ward tree at ``k`` clusters; return labels (n,) int64.
@@ -638,6 +676,16 @@ class HDBSCANAdapter(ClusterAdapter):
         self.min_samples = None if min_samples is None else _positive_int("min_samples", min_samples)
         self.max_fit_rows = _positive_int("max_fit_rows", max_fit_rows, low=100)
         self.max_dims = _positive_int("max_dims", max_dims, low=2)
+
+    def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
+        """See :meth:`ClusterAdapter.describe_fit`; ``n_features`` says whether the PCA projection applies."""
+        m = min(n_samples, self.max_fit_rows)
+        proj = (f", on its {self.max_dims} leading principal components"
+                if n_features is None or n_features > self.max_dims else "")
+        if m == n_samples:
+            return f"on all {n_samples:,} rows{proj}"
+        return (f"on a {m:,}-row sample{proj}; the other rows take the label of the nearest sampled row "
+                f"within its core distance, else noise")
 
     def _fit_predict(self, X, k=None) -> np.ndarray:
         """Cluster ``X`` (n, p); ``k`` is ignored. Returns labels (n,) int64, -1 = noise."""

@@ -360,6 +360,7 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
             if col.startswith(("ari_", "nmi_", "purity_")):
                 external.append((col, _fmt(rec_rows.iloc[0][col])))
 
+    fits = _fit_descriptions(result, n)
     data = {
         "n": n, "paths": paths, "clusters": labels.tolist(), "ids": [c["id"] for c in clusters],
         "thumbs": thumbs,
@@ -372,9 +373,21 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
         attribution=result.meta.get("attribution"), data_json=script_json(data),
         css=(_HERE / "static" / "report.css").read_text(encoding="utf-8"),
         js=(_HERE / "static" / "report.js").read_text(encoding="utf-8"),
-        options=opts, discard_name="discard",
+        options=opts, discard_name="discard", fits=fits,
     )
     return write_text(out_dir / "report.html", page)
+
+
+def _fit_descriptions(result: RunResult, n: int) -> list[tuple[str, str]]:
+    """(algorithm, how it ran on these n rows) for every algorithm in the study, widest space first."""
+    from ..cluster.algorithms import ALGORITHMS, make_algorithm
+
+    widths: dict[str, int] = {}
+    for ch in result.choices.values():
+        sp = result.spaces.get(f"{ch.descriptor}/{ch.preprocessing}")
+        p = int(sp.X.shape[1]) if sp is not None else 0
+        widths[ch.algorithm] = max(widths.get(ch.algorithm, 0), p)
+    return [(a, make_algorithm(a).describe_fit(n, widths[a] or None)) for a in ALGORITHMS if a in widths]
 
 
 def _safe(name: str) -> str:
