@@ -70,3 +70,8 @@ def test_outliers_table_and_manifest(run_out):
     assert man["case"]["n_images"] == 240
     assert len(man["case"]["descriptor_sha256"]) == 3
     assert man["parameters"]["k_max"] == 10
+    rules = man["outlier_rules"]  # how images were judged survives into the manifest and the report
+    assert "flag rule" in rules and sum(k.startswith("neighbours:") for k in rules) == 3
+    assert all("neighbour search: exact" in v for k, v in rules.items() if k.startswith("neighbours:"))
+    html = (run_out / "report.html").read_text()
+    assert "How images were judged" in html and rules["flag rule"][:40] in html

@@ -335,6 +335,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     timer.add("interpret", time.perf_counter() - t0)
 
     result.meta = _manifest(case, config, digests, timer, cache)
+    result.meta["outlier_rules"] = result.outlier_rules
     if case.attribution:
         result.meta["attribution"] = case.attribution
 
@@ -432,17 +433,18 @@ def _outlier_stage(result: RunResult, case, config: RunConfig, cache: StageCache
         per_desc[d] = f"{ch.descriptor}/{ch.preprocessing}"
     params = {"spaces": [keys[s] for s in per_desc.values()], "seed": config.seed,
               "quality": None if quality is None else stable_hash(quality.to_csv(index=False)),
-              "imagenet": None if case.imagenet is None else stable_hash(case.imagenet.to_csv(index=False))}
+              "imagenet": None if case.imagenet is None else stable_hash(case.imagenet.to_csv(index=False)),
+              "entry": 2}  # entry layout: meta["rules"]
 
     def compute() -> Entry:
         with stage("outliers", rows=len(result.paths)):
             rep = find_outliers({d: result.spaces[s].X for d, s in per_desc.items()}, list(result.paths),
                                 quality=quality, imagenet=case.imagenet, random_state=config.seed, progress=True)
-        return Entry(tables={"outliers": rep.table}, meta={"thresholds": rep.thresholds})
+        return Entry(tables={"outliers": rep.table}, meta={"rules": {"flag rule": rep.flag_rule, **rep.thresholds}})
 
     entry = cache.get_or_compute("outliers", params, compute)
     result.outliers = entry.tables["outliers"]
-    result.meta.setdefault("outlier_thresholds", entry.meta.get("thresholds"))
+    result.outlier_rules = dict(entry.meta.get("rules", {}))
 
 
 def _manifest(case, config: RunConfig, digests: dict[str, str], timer: _Timer, cache: StageCache) -> dict[str, Any]:

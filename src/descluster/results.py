@@ -108,6 +108,9 @@ class RunResult:
         How each map was made, e.g. ``"openTSNE (FFT), all 4,800 rows"``.
     outliers : DataFrame or None
         ``outliers.csv``: ``path``, scores, ``rank``, ``flagged``, ``reason``.
+    outlier_rules : dict of str -> str
+        How images were judged, in words: ``"flag rule"`` and one entry per detector,
+        pixel rule and neighbour search (``"neighbours:<space>"``: index, recall, columns).
     quality : DataFrame or None
         Pixel facts per image (n_samples rows, see ``outliers.quality``).
     imagenet : DataFrame or None
@@ -135,6 +138,7 @@ class RunResult:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     embedding_method: dict[str, str] = field(default_factory=dict)
     outliers: pd.DataFrame | None = None
+    outlier_rules: dict[str, str] = field(default_factory=dict)
     quality: pd.DataFrame | None = None
     imagenet: pd.DataFrame | None = None
     labels: pd.DataFrame | None = None

@@ -373,7 +373,7 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
         attribution=result.meta.get("attribution"), data_json=script_json(data),
         css=(_HERE / "static" / "report.css").read_text(encoding="utf-8"),
         js=(_HERE / "static" / "report.js").read_text(encoding="utf-8"),
-        options=opts, discard_name="discard", fits=fits,
+        options=opts, discard_name="discard", fits=fits, outlier_rules=result.outlier_rules,
     )
     return write_text(out_dir / "report.html", page)
 
