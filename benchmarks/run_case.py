@@ -17,6 +17,8 @@ reduce    ``reduce_descriptor`` every kind, ``standard``,      --
           90 % variance target
 kmeans    ``cluster.ALGORITHMS["kmeans"]`` and                 ``KMeans(k, n_init=3)`` best of restarts
           ``["minibatch_kmeans"]`` per k                       (inertia within 1 %)
+sweep     ``cluster.sweep.sweep`` k = 2..30 with every per-k   --
+          metric, k-means and MiniBatchKMeans
 metrics   ``metrics.calinski_harabasz/davies_bouldin``         ``sklearn.metrics`` (values equal)
 study     the whole ``descluster run`` (``--preprocessing``,   -- (the stages above are its parts measured
           default ``standard,l2``): every sweep, all metrics,  against the references)
@@ -52,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("load", "scale", "pca", "reduce", "kmeans", "metrics", "study")
+STAGES = ("load", "scale", "pca", "reduce", "kmeans", "sweep", "metrics", "study")
 WIDE = "efficientnet-b7"
 
 
@@ -145,6 +147,17 @@ def task_kmeans_ours(out, ks, ref_rows=None, algorithm="kmeans", **_):
         if k == ks[-1] and ref_rows is None:
             np.save(out.replace(".npy", ".labels.npy"), labels)
     return res
+
+
+def task_sweep_ours(out, algorithm="kmeans", **_):
+    """One full k = 2..30 sweep as the study runs it: every fit plus CH, DB, inertia, silhouette, stability."""
+    from descluster.cluster.sweep import sweep
+
+    X = _reduced(out, None)
+    res = sweep(X, algorithm, ks=range(2, 31), random_state=0)
+    t = res.table
+    return {"fit_seconds": float(t["fit_seconds"].sum()), "k_values": int(len(t)),
+            "silhouette_sample_size": int(t["silhouette_sample_size"].max())}
 
 
 def task_kmeans_ref(out, ks, ref_rows=None, **_):
@@ -343,7 +356,7 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
             if r is not None and ref_rows and ref_rows < n:
                 note += f"; reference on first {ref_rows:,} rows only"
             add(_row(f"pca {gd}", o, r, n, par, note))
-    if "reduce" in stages or "kmeans" in stages or "metrics" in stages:
+    if "reduce" in stages or "kmeans" in stages or "metrics" in stages or "sweep" in stages:
         say("stage reduce")
         o = measure("task_reduce_ours", **dict(base, kind=",".join(kinds)), out=out)
         add(_row("reduce (standard, 90%)", o, None, n, None, "all kinds: " + ", ".join(kinds)))
@@ -363,6 +376,12 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
                     p = {k: po["values"][k]["inertia"] / r["values"][k]["inertia"] for k in r["values"]}
                     p = {"inertia_ratio": p, "within_1pct": all(v <= 1.01 for v in p.values())}
             add(_row(algo, o, r, n, p, note))
+    if "sweep" in stages and Path(out).exists():
+        for algo in ("kmeans", "minibatch_kmeans"):
+            say(f"stage sweep {algo}")
+            o = measure("task_sweep_ours", out=out, algorithm=algo)
+            add(_row(f"sweep {algo} k=2..30", o, None, n, None,
+                     f"on the reduced {wide}, with every per-k metric (fits alone: {o['values'].get('fit_seconds', float('nan')):.1f} s)"))
     if "metrics" in stages and Path(out.replace(".npy", ".labels.npy")).exists():
         say("stage metrics")
         o = measure("task_metrics_ours", out=out)
