@@ -87,7 +87,8 @@ def test_run_case_study_stage(small_case, tmp_path):
     # the same code as the full-scale study benchmark, on the 5,000-row case with a short sweep
     cmd = [sys.executable, str(BENCH / "run_case.py"), str(small_case), "--stages", "study", "--name", "s",
            "--results", str(tmp_path), "--keep", str(tmp_path / "work"),
-           "--study-args", "--algorithms kmeans,minibatch_kmeans,hdbscan --k-max 6 --no-mixtures"]
+           "--study-args", "--algorithms kmeans,minibatch_kmeans,hdbscan --every-scaler kmeans,minibatch_kmeans "
+                           "--k-max 6 --no-mixtures"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads((tmp_path / "s.json").read_text())
@@ -99,9 +100,12 @@ def test_run_case_study_stage(small_case, tmp_path):
     assert study["ours_s"] >= timings["total"] > 0  # the child's wall time includes loading
     assert by["study: cluster"]["ours_s"] == timings["cluster"]
     sweeps = {(s["space"], s["algorithm"]): s for s in study["ours"]["sweeps"]}
-    # both scalers of both kinds with k-means, k = 2..6
-    assert {(f"{d}/{p}", "kmeans") for d in ("efficientnet-b7", "osnet") for p in ("standard", "l2")} <= set(sweeps)
-    assert all(s["k_values"] == 5 for (sp, a), s in sweeps.items() if a == "kmeans")
+    # both scalers of both kinds with k-means and MiniBatchKMeans (--every-scaler), k = 2..6;
+    # HDBSCAN (k-free, one row) only on each kind's chosen scaler
+    spaces = {f"{d}/{p}" for d in ("efficientnet-b7", "osnet") for p in ("standard", "l2")}
+    assert {(sp, a) for sp in spaces for a in ("kmeans", "minibatch_kmeans")} <= set(sweeps)
+    assert all(s["k_values"] == 5 for (sp, a), s in sweeps.items() if a != "hdbscan")
+    assert sorted(sp.split("/")[0] for sp, a in sweeps if a == "hdbscan") == ["efficientnet-b7", "osnet"]
     rec = study["ours"]["recommended"]
     assert rec["algorithm"] in {"kmeans", "minibatch_kmeans", "hdbscan"}
     clusters = pd.read_csv(tmp_path / "work" / "study" / "clusters.csv")

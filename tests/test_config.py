@@ -29,3 +29,11 @@ def test_toml_round_trip_and_unknown_key(tmp_path):
     p.write_text("kmax = 12\n")
     with pytest.raises(ParameterError, match=r"run.toml.*kmax"):
         RunConfig.from_toml(p)
+
+
+def test_every_scaler_algorithms_validated():
+    assert RunConfig().every_scaler_algorithms == ("kmeans",)
+    cfg = RunConfig(every_scaler_algorithms=["kmeans", "minibatch_kmeans"])
+    assert cfg.every_scaler_algorithms == ("kmeans", "minibatch_kmeans")
+    with pytest.raises(ParameterError, match="every_scaler_algorithms"):
+        RunConfig(every_scaler_algorithms=("spectral",))

@@ -51,6 +51,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: k-means only); default auto = "
                         "per descriptor, the scaler whose k-means clustering scores best (label-free)")
     p.add_argument("--algorithms", help="comma-separated: kmeans,minibatch_kmeans,gmm,birch,ward,hdbscan")
+    p.add_argument("--every-scaler", help="algorithms run on every scaler (default kmeans); the others run on the "
+                                          "--full-preprocessing scalers")
     p.add_argument("--k-min", type=int)
     p.add_argument("--k-max", type=int)
     p.add_argument("--variance-target", type=float, help="PCA explained-variance target (default 0.9)")
@@ -71,7 +73,7 @@ def _config_from(args: argparse.Namespace):
     overrides = dict(
         preprocessings=_csv_list(args.preprocessing),
         full_preprocessings=_csv_list(args.full_preprocessing),
-        algorithms=_csv_list(args.algorithms),
+        algorithms=_csv_list(args.algorithms), every_scaler_algorithms=_csv_list(args.every_scaler),
         k_min=args.k_min, k_max=args.k_max, variance_target=args.variance_target,
         max_components=args.max_components, seed=args.seed, embedding=args.embedding,
         mixtures=False if args.no_mixtures else None, outliers=False if args.no_outliers else None,

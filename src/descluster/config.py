@@ -36,6 +36,10 @@ class RunConfig:
         label-free score (see ``descluster.recommend``).
     algorithms : tuple of str
         Clustering algorithms (see ``descluster.cluster.algorithms.ALGORITHMS``).
+    every_scaler_algorithms : tuple of str
+        Algorithms run on *every* scaler (default k-means only); the others run on the
+        ``full_preprocessings``. Each must be in ``algorithms``; those missing from
+        ``algorithms`` are skipped (so ``--algorithms gmm`` alone still works).
     k_min, k_max : int
         The k sweep is ``k_min … k_max`` inclusive (default 2…30).
     variance_target : float in (0, 1]
@@ -61,6 +65,7 @@ class RunConfig:
     preprocessings: tuple[str, ...] = PREPROCESSINGS
     full_preprocessings: tuple[str, ...] = ()
     algorithms: tuple[str, ...] = ALGORITHM_NAMES
+    every_scaler_algorithms: tuple[str, ...] = ("kmeans",)
     k_min: int = 2
     k_max: int = 30
     variance_target: float = 0.90
@@ -87,13 +92,15 @@ class RunConfig:
         self.preprocessings = tuple(self.preprocessings)
         self.full_preprocessings = tuple(self.full_preprocessings)
         self.algorithms = tuple(self.algorithms)
+        self.every_scaler_algorithms = tuple(self.every_scaler_algorithms)
         for name, values, valid in (
             ("preprocessings", self.preprocessings, PREPROCESSINGS),
             ("full_preprocessings", self.full_preprocessings, PREPROCESSINGS),
             ("algorithms", self.algorithms, ALGORITHM_NAMES),
+            ("every_scaler_algorithms", self.every_scaler_algorithms, ALGORITHM_NAMES),
         ):
             bad = [v for v in values if v not in valid]
-            if bad or not values and name != "full_preprocessings":
+            if bad or not values and name not in ("full_preprocessings", "every_scaler_algorithms"):
                 raise ParameterError(f"{name}={list(values)!r}: unknown {bad}; valid: {', '.join(valid)}")
         missing = [p for p in self.full_preprocessings if p not in self.preprocessings]
         if missing:

@@ -279,17 +279,18 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
 
     t0 = time.perf_counter()
     truth = _truth_columns(case)
-    first = "kmeans" if "kmeans" in config.algorithms else config.algorithms[0]
+    everywhere = [a for a in config.algorithms if a in config.every_scaler_algorithms] or [config.algorithms[0]]
+    first = "kmeans" if "kmeans" in everywhere else everywhere[0]  # also clusters the mixtures
     choices: dict[str, Choice] = {}
-    # every scaler with the first algorithm (k-means) ...
-    for ch in run_sweeps([(sp, keys[skey], first) for skey, sp in spaces.items()], config, cache, progress,
-                         label=f"{first} on every scaler"):
+    # every scaler with the every-scaler algorithms (default k-means) ...
+    for ch in run_sweeps([(sp, keys[skey], algo) for algo in everywhere for skey, sp in spaces.items()], config,
+                         cache, progress, label=f"{', '.join(everywhere)} on every scaler"):
         choices[ch.key] = ch
     first_pass = build_comparison(choices, spaces, {}, None)  # label-free: no truth passed
     # ... then every other algorithm on the chosen scaler(s) of each descriptor
     tasks = [(spaces[f"{name}/{prep}"], keys[f"{name}/{prep}"], algo)
              for name in sorted(case.descriptors) for prep in _full_preprocessing(name, first_pass, config)
-             for algo in config.algorithms if algo != first]
+             for algo in config.algorithms if algo not in everywhere]
     for ch in run_sweeps(tasks, config, cache, progress,
                          label="the other algorithms on each descriptor's chosen scaler"):
         choices[ch.key] = ch
