@@ -48,8 +48,8 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML file with RunConfig fields")
     p.add_argument("--preprocessing", help="scalers to study, comma-separated (none,standard,minmax,robust,l2)")
-    p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: k-means only); default auto = "
-                        "per descriptor, the scaler whose k-means clustering scores best (label-free)")
+    p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: the --every-scaler algorithms only); default "
+                        "auto = per descriptor, the scaler whose first-pass clustering scores best (label-free)")
     p.add_argument("--algorithms", help="comma-separated: kmeans,minibatch_kmeans,gmm,birch,ward,hdbscan")
     p.add_argument("--every-scaler", help="algorithms run on every scaler (default kmeans); the others run on the "
                                           "--full-preprocessing scalers")

@@ -30,16 +30,18 @@ class RunConfig:
         Scalers studied with k-means (each followed by PCA). Subset of
         ``none, standard, minmax, robust, l2``.
     full_preprocessings : tuple of str
-        Scalers on which *every* algorithm runs; the others get k-means only, to keep
-        the study's cost linear in the number of variants. Empty (the default) means
-        *auto*: per descriptor, the scaler whose k-means clustering has the best
-        label-free score (see ``descluster.recommend``).
+        Scalers on which *every* algorithm runs; the others get only the
+        ``every_scaler_algorithms``, to keep the study's cost linear in the number of
+        variants. Empty (the default) means *auto*: per descriptor, the scaler whose
+        first-pass (every-scaler) clustering has the best label-free score (see
+        ``descluster.recommend``).
     algorithms : tuple of str
         Clustering algorithms (see ``descluster.cluster.algorithms.ALGORITHMS``).
     every_scaler_algorithms : tuple of str
         Algorithms run on *every* scaler (default k-means only); the others run on the
-        ``full_preprocessings``. Each must be in ``algorithms``; those missing from
-        ``algorithms`` are skipped (so ``--algorithms gmm`` alone still works).
+        ``full_preprocessings``. Names must be valid algorithm names; those not in
+        ``algorithms`` are ignored (so ``--algorithms gmm`` alone still works, with the
+        first of ``algorithms`` run on every scaler).
     k_min, k_max : int
         The k sweep is ``k_min … k_max`` inclusive (default 2…30).
     variance_target : float in (0, 1]

@@ -213,7 +213,8 @@ def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, ca
 
 
 def _full_preprocessing(descriptor: str, comparison: pd.DataFrame, config: RunConfig) -> list[str]:
-    """Scalers on which every algorithm runs for ``descriptor`` (configured, or auto: best k-means score)."""
+    """Scalers on which every algorithm runs for ``descriptor`` (configured, or auto: the best-scoring
+    first-pass configuration's scaler; ``comparison`` is sorted by score)."""
     if config.full_preprocessings:
         return list(config.full_preprocessings)
     rows = comparison[comparison["descriptor"] == descriptor]

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MemoryBudgetError, ParameterError
-from ..metrics import count_distinct_rows, nearest_centroid
+from ..metrics import count_distinct_rows, nearest_centroid, row_chunks
 
 __all__ = [
     "ClusterAdapter",
@@ -121,8 +121,6 @@ def cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     memory map of 416k rows is never copied whole; noise (-1) is ignored.
     """
     from scipy import sparse
-
-    from ..metrics import row_chunks
 
     sums = np.zeros((k, X.shape[1]), dtype=np.float64)
     for sl in row_chunks(X.shape[0], X.shape[1], None):
@@ -426,8 +424,6 @@ class GMMAdapter(ClusterAdapter):
 
     def predict(self, X) -> np.ndarray:
         """Most probable component (n,) int64 of each row of ``X`` (n, p)."""
-        from ..metrics import row_chunks
-
         X = _check_X(X)
         out = np.empty(X.shape[0], dtype=np.int64)
         for sl in row_chunks(X.shape[0], X.shape[1], None):
@@ -626,8 +622,8 @@ class HDBSCANAdapter(ClusterAdapter):
     Density estimates degrade and tree-based neighbour searches slow down sharply
     with dimension: on a 50,000 x 248 sample the fit had not finished after 6 minutes
     (2 cores). So when ``X`` has more than ``max_dims`` columns the sample is first
-    projected on its ``max_dims`` leading principal axes (scikit-learn ``PCA``), the
-    same projection being applied to the rows labelled by ``approximate_predict``;
+    projected on its ``max_dims`` leading principal axes (scikit-learn ``PCA``), and
+    the same projection is applied to the rows labelled by :meth:`predict`;
     ``projection_`` records it.
 
     Parameters
@@ -728,7 +724,6 @@ class HDBSCANAdapter(ClusterAdapter):
         within its core distance (see the class docstring)."""
         from sklearn.metrics import pairwise_distances_argmin_min
         from sklearn.neighbors import NearestNeighbors
-        from ..metrics import row_chunks
 
         X = _check_X(X)
         Z = self.fit_rows_

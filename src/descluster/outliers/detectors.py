@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import MemoryBudgetError, ParameterError
 from ..validation import check_float as _check_float, check_int as _check_int
 from .duplicates import Collapse, descriptor_duplicate_groups
-from .neighbours import check_matrix, knn_search, make_index
+from .neighbours import _finish, check_matrix, exact_search, knn_search, make_index
 from .thresholds import RobustZ
 
 
@@ -172,8 +172,6 @@ def _representative_lists(X_rep: np.ndarray, first: np.ndarray, member_to_rep: n
     n_short : int
         Representatives searched again.
     """
-    from .neighbours import exact_search, _finish
-
     m = X_rep.shape[0]
     mapped = np.where(first >= 0, member_to_rep[np.maximum(first, 0)], -1)
     own = np.arange(m)[:, None]

@@ -379,7 +379,8 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
 
 
 def _fit_descriptions(result: RunResult, n: int) -> list[tuple[str, str]]:
-    """(algorithm, how it ran on these n rows) for every algorithm in the study, widest space first."""
+    """(algorithm, how it ran on these n rows) for every algorithm in the study, in registry order;
+    each described for the widest space it ran on (that decides HDBSCAN's projection)."""
     from ..cluster.algorithms import ALGORITHMS, make_algorithm
 
     widths: dict[str, int] = {}
