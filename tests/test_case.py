@@ -81,7 +81,7 @@ def test_no_descriptors_lists_folder(tmp_path):
 def test_paths_csv_missing_or_wrong_column(tmp_path):
     make_case(tmp_path, {"a.npy": indexed(2)}, names(2))
     pd.DataFrame({"path": names(2), "x": [1, 2]}).to_csv(tmp_path / "images_paths.csv", index=False)
-    with pytest.raises(CaseError, match=r"images_paths\.csv: no 'paths' column; the columns are \['path', 'x'\]"):
+    with pytest.raises(CaseError, match=r"images_paths\.csv \(image list\): missing column\(s\) \['paths'\]; the columns are \['path', 'x'\]"):
         load_case(tmp_path)
     (tmp_path / "images_paths.csv").unlink()
     with pytest.raises(CaseError, match=r"images_paths\.csv: not found"):

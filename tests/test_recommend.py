@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from descluster.errors import NoUsableClusteringError
+
 from descluster.recommend import build_comparison, label_free_score, recommend, size_balance
 from descluster.results import Choice, ReducedSpace
 
@@ -74,6 +76,7 @@ def test_consensus_is_neutral_with_one_descriptor():
 
 
 def test_recommend_refuses_when_everything_is_degenerate():
-    table = pd.DataFrame({"descriptor": ["a"], "preprocessing": ["s"], "algorithm": ["k"], "score": [np.nan]})
-    with pytest.raises(ValueError, match="NaN"):
+    table = pd.DataFrame({"descriptor": ["a"], "preprocessing": ["s"], "algorithm": ["k"], "score": [np.nan],
+                          "k": [0], "k_reason": ["no usable clustering: every point is noise"]})
+    with pytest.raises(NoUsableClusteringError, match=r"a/s/k: k=0, no usable clustering: every point is noise"):
         recommend(table)

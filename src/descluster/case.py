@@ -38,6 +38,7 @@ from .io.descriptors import (
     take_rows,
 )
 from .io.images import ImageSource, normalise_case_path
+from .io.tables import read_csv_table
 
 __all__ = ["Case", "load_case", "find_image_root", "align_by_path"]
 
@@ -86,6 +87,10 @@ class Case:
         The file each descriptor kind was read from (hashed into ``manifest.json``).
     attribution : str or None
         Credit line for the images (from ``ATTRIBUTION.md`` beside them), shown in the report.
+    identity_layout : str
+        How object identities are read from the paths: ``"parent_folder"`` (declared in
+        ``case.json`` as ``"identities": "parent_folder"``), ``"none"`` (declared
+        ``"identities": "none"``) or ``"auto"`` (default: see :attr:`identities`).
     """
 
     name: str
@@ -100,6 +105,7 @@ class Case:
     missing_images: list[str] = field(default_factory=list)
     descriptor_files: dict[str, Path] = field(default_factory=dict)
     attribution: str | None = None
+    identity_layout: str = "auto"
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def release_pages(self) -> int:
@@ -131,23 +137,43 @@ class Case:
 
     @property
     def identities(self) -> np.ndarray | None:
-        """Object identity of every image, from the path layout, or None.
+        """Object identity of every image, from the path layout, or None (see :attr:`identity_source`).
 
-        In the VeRi layout ``<part>\\<object id>\\<image>.jpg`` the folder that holds an
-        image names the object (one vehicle); that folder is the identity. Returned
-        only when paths are at least three levels deep and some identity holds two or
-        more images (otherwise folders are categories, not identities).
+        The folder that holds an image names the object (one vehicle) when ``case.json``
+        declares ``"identities": "parent_folder"``. Without a declaration (``auto``) it does so
+        only where the layout is unambiguous, the VeRi layout ``<part>\\<object id>\\<image>``:
+        paths at least three levels deep, every holding folder named by a number (an id, not a
+        word such as ``train/black``), at least 20 such folders and some with two or more images.
 
         Returns
         -------
         ndarray of shape (n_images,), dtype object, or None
         """
+        return self._identity()[0]
+
+    @property
+    def identity_source(self) -> str:
+        """In words, where :attr:`identities` come from, or why there are none."""
+        return self._identity()[1]
+
+    def _identity(self) -> tuple[np.ndarray | None, str]:
+        if self.identity_layout == "none":
+            return None, "none: case.json declares \"identities\": \"none\""
         parts = [p.replace("\\", "/").split("/") for p in self.paths]
-        if not parts or min(len(p) for p in parts) < 3:
-            return None
+        depth = 2 if self.identity_layout == "parent_folder" else 3
+        if not parts or min(len(p) for p in parts) < depth:
+            return None, f"none: paths are not {depth} levels deep"
         ids = np.array(["/".join(p[:-1]) for p in parts], dtype=object)
-        _, counts = np.unique(ids, return_counts=True)
-        return ids if (counts >= 2).any() else None
+        uniq, counts = np.unique(ids, return_counts=True)
+        if not (counts >= 2).any():
+            return None, "none: no folder holds two or more images"
+        if self.identity_layout == "parent_folder":
+            return ids, f"declared in case.json: parent folder ({len(uniq):,} identities)"
+        numeric = all(u.rsplit("/", 1)[-1].isdigit() for u in uniq)
+        if not numeric or len(uniq) < 20:
+            return None, ("none: the folders are not unambiguously object ids (VeRi layout needs >= 20 numbered "
+                          "folders); declare \"identities\": \"parent_folder\" in case.json if they are")
+        return ids, f"VeRi layout: numbered parent folders ({len(uniq):,} identities, median {int(np.median(counts))} images)"
 
     @property
     def images_fingerprint(self) -> str | None:
@@ -245,7 +271,11 @@ def load_case(
 
     labels = _load_labels(root, source, paths, notes)
     imagenet = _load_imagenet(root, paths, keep if dropped.size else None, n_total, notes)
+    layout = meta.get("identities", "auto")
+    if layout not in ("auto", "parent_folder", "none"):
+        raise CaseError(f"{root / CASE_FILE}: \"identities\" is {layout!r}; valid: \"auto\", \"parent_folder\", \"none\"")
     return Case(
+        identity_layout=layout,
         name=str(meta.get("name") or root.resolve().name),
         root=root,
         descriptors=descriptors,
@@ -317,12 +347,8 @@ def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
 def _read_paths(paths_file: Path) -> list[str]:
     if not paths_file.is_file():
         raise CaseError(f"{paths_file}: not found; a case needs images_paths.csv with a 'paths' column")
-    try:
-        table = pd.read_csv(paths_file, dtype=str, keep_default_na=False, na_filter=False)
-    except Exception as exc:
-        raise CaseError(f"{paths_file}: cannot read CSV ({type(exc).__name__}: {exc})") from exc
-    if "paths" not in table.columns:
-        raise CaseError(f"{paths_file}: no 'paths' column; the columns are {list(table.columns)}")
+    table = read_csv_table(paths_file, "image list", required=("paths",), dtype=str, keep_default_na=False,
+                           na_filter=False)
     paths = [str(p) for p in table["paths"]]
     if not paths:
         raise CaseError(f"{paths_file}: has a 'paths' column but no rows")
@@ -548,10 +574,7 @@ def align_by_path(table: pd.DataFrame, paths: list[str], source: str | os.PathLi
 
 
 def _read_table(f: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(f, dtype={"path": str})
-    except Exception as exc:
-        raise CaseError(f"{f}: cannot read CSV ({type(exc).__name__}: {exc})") from exc
+    return read_csv_table(f, "table", dtype={"path": str})
 
 
 def _load_labels(root: Path, source: ImageSource | None, paths: list[str], notes: list[str]) -> pd.DataFrame | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from .errors import DesclusterError
 
 
+
 def demo_images_dir() -> Path:
     """Folder of the built-in demo images (``data/tiny-vehicles`` in the source tree).
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     try:
+        check_outputs(args)
         if args.command == "extract":
             from .extract import extract_case
 
@@ -156,13 +158,135 @@ def main(argv: list[str] | None = None) -> int:
             table = apply_names(args.results, args.names, out=args.out)
             print(f"labels written: {len(table):,} rows")
             return 0
-    except DesclusterError as exc:
-        print(f"descluster: error: {exc}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as exc:
-        print(f"descluster: error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and exit code 2
+        return report_failure(exc, getattr(args, "out", None))
     return 1
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output the command could not write.
+
+    ``--out`` of ``run``/``demo``/``extract`` (and ``--case`` of ``demo``) must be a folder
+    that exists or can be made and written; ``label --out`` must be a file path, not a folder.
+
+    Raises
+    ------
+    ParameterError
+        Naming the option, the path and what is wrong with it.
+    """
+    from .errors import ParameterError
+
+    if args.command == "label":
+        if args.out is not None and args.out.is_dir():
+            raise ParameterError(f"--out {args.out}: is a folder; give the CSV file to write, "
+                                 f"e.g. {args.out / 'labels.csv'}")
+        return
+    for flag in ("out", "case") if args.command == "demo" else ("out",):
+        folder = getattr(args, flag, None)
+        if folder is not None:
+            writable_folder(Path(folder), f"--{flag}")
+
+
+def writable_folder(folder: Path, flag: str) -> None:
+    """Check that ``folder`` is, or can become, a writable folder (creating nothing but it).
+
+    Raises
+    ------
+    ParameterError
+        The path is an existing file, lies under a file, or cannot be created or written.
+    """
+    import tempfile
+
+    from .errors import ParameterError
+
+    if folder.exists() and not folder.is_dir():
+        raise ParameterError(f"{flag} {folder}: is an existing file; give a folder (it is created if missing)")
+    for parent in folder.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ParameterError(f"{flag} {folder}: {parent} is a file, so no folder can be made there")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ParameterError(f"{flag} {folder}: cannot be written ({exc.strerror or exc})") from None
+
+
+def report_failure(exc: BaseException, out: Path | None = None) -> int:
+    """Print one ``descluster: error: ...`` line for ``exc`` and return the exit code.
+
+    No traceback reaches the user: a :class:`~descluster.errors.DesclusterError` (which names its file or
+    parameter) is printed as it is; operating-system errors are printed with the file they concern;
+    anything else is an unexpected failure, whose traceback is written to a log file
+    (``OUT/descluster-error.log`` when the results folder exists, else the temporary folder) that the
+    message names.
+
+    Parameters
+    ----------
+    exc : BaseException
+        What ended the command.
+    out : Path, optional
+        The command's output folder, where the traceback log goes.
+
+    Returns
+    -------
+    int
+        2 for every error, 130 for Ctrl-C (``KeyboardInterrupt``).
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        print("descluster: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else 2
+    message = describe_failure(exc)
+    if message is None:
+        import tempfile
+        import traceback
+
+        folder = Path(out) if out is not None and Path(out).is_dir() else Path(tempfile.gettempdir())
+        log = folder / "descluster-error.log"
+        try:
+            log.write_text("".join(traceback.format_exception(exc)))
+            where = f"; the details are in {log}"
+        except OSError:
+            where = ""
+        message = f"unexpected {type(exc).__name__}: {exc}{where}"
+    print(f"descluster: error: {message}", file=sys.stderr)
+    return 2
+
+
+def describe_failure(exc: BaseException) -> str | None:
+    """The user-facing text of an expected kind of failure, or None for an unexpected one.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str or None
+    """
+    
+    if isinstance(exc, DesclusterError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return (f"out of memory ({exc or 'allocation failed'}); the run resumes from its cache when started "
+                "again; fewer rows, descriptor kinds or --max-components need less")
+    if type(exc).__name__ == "TerminatedWorkerError":  # joblib/loky: a worker was killed (often out of memory)
+        return ("a worker process was killed while running (most often by the operating system's out-of-memory "
+                "killer); finished stages are cached: run the same command again to resume, or use fewer rows, "
+                "descriptor kinds or --max-components")
+    if isinstance(exc, OSError):
+        name = exc.filename if exc.filename is not None else ""
+        what = exc.strerror or str(exc)
+        if isinstance(exc, IsADirectoryError):
+            what = "is a folder, a file was expected"
+        elif isinstance(exc, NotADirectoryError):
+            what = "is a file (or lies under a file), a folder was expected"
+        return f"{name}: {what}" if name else what
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

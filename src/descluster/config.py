@@ -91,6 +91,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check every parameter; raise :class:`ParameterError` naming the first bad one."""
+        self._check_types()
         self.preprocessings = tuple(self.preprocessings)
         self.full_preprocessings = tuple(self.full_preprocessings)
         self.algorithms = tuple(self.algorithms)
@@ -118,6 +119,28 @@ class RunConfig:
         if self.embedding not in EMBEDDINGS:
             raise ParameterError(f"embedding={self.embedding!r}: valid: {', '.join(EMBEDDINGS)}")
 
+    def _check_types(self) -> None:
+        """Each field must have its declared type (TOML and Python callers can pass anything)."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+            if kind.startswith("tuple"):
+                if isinstance(value, str) or not isinstance(value, (tuple, list)) or \
+                        not all(isinstance(v, str) for v in value):
+                    raise ParameterError(f"{f.name}={value!r}: must be a list of names (strings)")
+            elif kind == "bool":
+                if not isinstance(value, bool):
+                    raise ParameterError(f"{f.name}={value!r}: must be true or false")
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ParameterError(f"{f.name}={value!r}: must be an integer")
+            elif kind == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ParameterError(f"{f.name}={value!r}: must be a number")
+                setattr(self, f.name, float(value))
+            elif kind == "str" and not isinstance(value, str):
+                raise ParameterError(f"{f.name}={value!r}: must be a string")
+
     def to_dict(self) -> dict[str, Any]:
         """All fields as a JSON-serialisable dict."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -131,8 +154,18 @@ class RunConfig:
         ParameterError
             Unknown keys (named, with the file) or invalid values.
         """
-        data = tomllib.loads(Path(path).read_text())
-        return cls.from_dict(data, source=str(path), **overrides)
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ParameterError(f"--config {path}: not found") from None
+        except IsADirectoryError:
+            raise ParameterError(f"--config {path}: is a folder, not a TOML file") from None
+        except UnicodeDecodeError as exc:
+            raise ParameterError(f"--config {path}: is not UTF-8 text (byte offset {exc.start})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ParameterError(f"--config {path}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, source=f"--config {path}", **overrides)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config", **overrides: Any) -> "RunConfig":
@@ -146,4 +179,7 @@ class RunConfig:
         for k, v in list(merged.items()):
             if isinstance(v, list):
                 merged[k] = tuple(v)
-        return cls(**merged)
+        try:
+            return cls(**merged)
+        except ParameterError as exc:
+            raise ParameterError(f"{source}: {exc}") from None

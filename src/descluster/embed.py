@@ -106,6 +106,37 @@ def stratified_sample(n: int, size: int, strata: np.ndarray | None, random_state
     return np.sort(chosen).astype(np.int64)
 
 
+def degenerate_space(X: np.ndarray, n_components: int) -> str | None:
+    """Why a neighbour-graph map (t-SNE, UMAP) cannot or need not be made of ``X``, or None.
+
+    A space with fewer dimensions than the map (PCA kept one component, a one-column or
+    rank-one descriptor), fewer than 5 rows, or fewer than ``n_components + 1`` distinct
+    rows has nothing for t-SNE/UMAP to unfold, and their PCA initialisation fails on it;
+    its principal axes (zero-padded) are then the map.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32
+    n_components : int
+        Dimensions of the map (2 or 3).
+
+    Returns
+    -------
+    str or None
+        The reason in words, e.g. ``"the space has 1 dimension(s), the map 2"``.
+    """
+    n, p = X.shape
+    if n < 5:
+        return f"only {n} rows (t-SNE and UMAP need at least 5)"
+    if p < n_components:
+        return f"the space has {p} dimension(s), the map {n_components}"
+    head = np.asarray(X[: min(n, 2_000)], dtype=np.float64)
+    rank = np.linalg.matrix_rank(head - head.mean(axis=0)) if np.isfinite(head).all() else p
+    if rank < n_components:
+        return f"the rows span only {rank} dimension(s) (first {len(head):,} rows), the map has {n_components}"
+    return None
+
+
 class PCAEmbedding:
     """Map by the first principal components (scikit-learn ``PCA``); fast fallback.
 
@@ -147,11 +178,11 @@ class PCAEmbedding:
         n, p = X.shape
         k = min(self.n_components, n, p)
         Y = np.zeros((n, self.n_components), dtype=np.float32)
-        if n >= 2 and k >= 1:
+        if n >= 2 and k >= 1 and float(np.ptp(X, axis=0).max()) > 0:
             pca = PCA(n_components=k, random_state=self.random_state, svd_solver="auto")
             Y[:, :k] = pca.fit_transform(X).astype(np.float32)
             ratio = np.zeros(self.n_components)
-            ratio[:k] = pca.explained_variance_ratio_
+            ratio[:k] = np.nan_to_num(pca.explained_variance_ratio_)
             self.explained_variance_ratio_ = ratio
         else:
             self.explained_variance_ratio_ = np.zeros(self.n_components)
@@ -256,13 +287,14 @@ class TSNEEmbedding:
         self._validate()
         X = _check_X(X)
         n = X.shape[0]
-        if n < 5:
+        why = degenerate_space(X, self.n_components)
+        if why:
             pca = PCAEmbedding(self.n_components, self.random_state)
             Y = pca.fit_transform(X)
             self.perplexity_ = float("nan")
             self.pca_dims_ = None
             self.sample_ = np.arange(n)
-            self.description_ = f"PCA instead of t-SNE: only {n} rows (t-SNE needs at least 5)"
+            self.description_ = f"PCA instead of t-SNE: {why}; {pca.description_}"
             logger.warning(self.description_)
             return Y
         sampled = n > self.max_points
@@ -375,10 +407,11 @@ class UMAPEmbedding:
             self.description_ = f"UMAP unavailable ({type(exc).__name__}); {tsne.description_}"
             return Y
         n = X.shape[0]
-        if n < 5:
+        why = degenerate_space(X, self.n_components)
+        if why:
             pca = PCAEmbedding(self.n_components, self.random_state)
             Y = pca.fit_transform(X)
-            self.description_ = f"PCA instead of UMAP: only {n} rows"
+            self.description_ = f"PCA instead of UMAP: {why}; {pca.description_}"
             return Y
         k = min(self.n_neighbors, n - 1)
         reducer = umap.UMAP(n_components=self.n_components, n_neighbors=k, random_state=self.random_state)

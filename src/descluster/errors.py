@@ -31,3 +31,8 @@ class ParameterError(DesclusterError, ValueError):
 
 class MemoryBudgetError(DesclusterError, MemoryError):
     """An operation would need more memory than allowed (gives the estimate and a way out)."""
+
+
+class NoUsableClusteringError(DesclusterError, ValueError):
+    """No configuration of the study produced a clustering with a finite label-free score
+    (e.g. HDBSCAN called every image noise); ``study.csv`` and ``comparison.csv`` are written first."""

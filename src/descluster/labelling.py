@@ -24,6 +24,7 @@ import pandas as pd
 
 from .errors import CaseError
 from .io.atomic import write_csv
+from .io.tables import read_csv_table
 
 #: Name written for images of a discarded cluster.
 DISCARD_NAME = "discard"
@@ -66,13 +67,8 @@ def read_names(names_csv: str | os.PathLike, known: set[int]) -> pd.DataFrame:
         file, the line (1 = header) and the column.
     """
     path = Path(names_csv)
-    if not path.is_file():
-        raise CaseError(f"names file {path} does not exist")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("cluster", "name") if c not in table.columns]
-    if missing:
-        raise CaseError(f"{path}: missing column(s) {missing}; found {list(table.columns)}; "
-                        "expected cluster,name[,merge_into,discard]")
+    table = read_csv_table(path, "names file (expected columns cluster,name[,merge_into,discard])",
+                           required=("cluster", "name"), dtype=str, keep_default_na=False)
     rows, seen = [], {}
     for i, rec in enumerate(table.to_dict("records")):
         line = i + 2
@@ -169,10 +165,8 @@ def apply_names(results_dir: str | os.PathLike, names_csv: str | os.PathLike,
     clusters_csv = results_dir / "clusters.csv"
     if not clusters_csv.is_file():
         raise CaseError(f"{clusters_csv} does not exist: run `descluster run` first")
-    clusters = pd.read_csv(clusters_csv, dtype={"path": str}, keep_default_na=False)
-    missing = [c for c in ("path", "cluster") if c not in clusters.columns]
-    if missing:
-        raise CaseError(f"{clusters_csv}: missing column(s) {missing}; found {list(clusters.columns)}")
+    clusters = read_csv_table(clusters_csv, "results file", required=("path", "cluster"), min_rows=1,
+                              dtype={"path": str}, keep_default_na=False)
     ids = pd.to_numeric(clusters["cluster"], errors="coerce")
     if ids.isna().any():
         line = int(ids.isna().to_numpy().argmax()) + 2

@@ -8,6 +8,7 @@ produces byte-identical outputs. Outputs are written atomically at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -127,7 +128,8 @@ def _sweep_params(space_key: str, algorithm: str, config: RunConfig) -> dict:
 
     return {"space": space_key, "algorithm": algorithm, "ks": config.ks, "seed": config.seed,
             "silhouette_sample": config.silhouette_sample,
-            "adapter": make_algorithm(algorithm, random_state=config.seed).get_params()}
+            "adapter": make_algorithm(algorithm, random_state=config.seed).get_params(),
+            "k_rule": 2}  # 2: the knee curve is anchored at k = 1
 
 
 def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
@@ -149,7 +151,7 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
                         silhouette_sample=config.silhouette_sample,
                         progress=lambda done, total, k: bar.update(1))
             try:
-                k, reason = choose_k(res.table)
+                k, reason = choose_k(res.table, total_inertia=res.total_inertia)
                 labels = res.labels_for(k)
             except DesclusterError as exc:  # e.g. HDBSCAN calls every point noise: recorded, not fatal
                 k, reason = 0, f"no usable clustering: {exc}"
@@ -176,6 +178,9 @@ def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: R
                   threads: int) -> None:
     from threadpoolctl import threadpool_limits
 
+    from .workers import exit_with_parent
+
+    exit_with_parent()
     with threadpool_limits(limits=threads):
         sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False)
 
@@ -264,13 +269,22 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     ``comparison.csv``, ``agreement.csv``, ``outliers.csv``, ``cluster_facts.csv``,
     ``report.html`` (+ ``report_files/``), ``manifest.json``.
     """
+    from .cluster.selection import supported_k_range
+
     config = config or RunConfig()
+    try:
+        k_min, k_max, k_note = supported_k_range(len(case.paths), config.k_min, config.k_max)
+    except DesclusterError as exc:
+        raise type(exc)(f"{case.root}: {exc}") from None
+    if k_note:
+        log.warning("%s", k_note)
+        config = dataclasses.replace(config, k_min=k_min, k_max=k_max)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = StageCache(out_dir / ".cache")
     timer = _Timer()
     t_all = time.perf_counter()
-    notes = list(case.notes)
+    notes = list(case.notes) + ([k_note] if k_note else [])
 
     t0 = time.perf_counter()
     digests = _descriptor_digests(case, cache)
@@ -310,7 +324,12 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
         comparison = build_comparison(choices, spaces, truth, case.identities)
         timer.add("mixtures", time.perf_counter() - t0)
 
-    rec_key, rec_text, comparison = recommend(comparison)
+    try:
+        rec_key, rec_text, comparison = recommend(comparison)
+    except DesclusterError:
+        write_csv(out_dir / "study.csv", pd.concat([c.sweep for c in choices.values()], ignore_index=True))
+        write_csv(out_dir / "comparison.csv", comparison)
+        raise
     per_descriptor = _best_per_descriptor(comparison)
     study = pd.concat([c.sweep for c in choices.values()], ignore_index=True)
     agreement = _agreement(choices, per_descriptor)
@@ -474,6 +493,7 @@ def _manifest(case, config: RunConfig, digests: dict[str, str], timer: _Timer, c
             "images_paths_sha256": stable_hash(list(case.paths)),
             "images": None if case.images is None else str(case.images.root),
             "dropped_rows": list(map(int, case.dropped_rows)),
+            "identities": case.identity_source,
         },
         "cache": {"hits": len(cache.hits), "misses": len(cache.misses)},
         "timings_s": timer.timings,

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ALGORITHM_NAMES
+from .errors import NoUsableClusteringError
 from .results import Choice, ReducedSpace
 
 METRIC_COLUMNS = ("calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_sampled",
@@ -149,7 +150,7 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
             for m in ("ari", "nmi", "purity"):
                 row[f"{m}_{col}"] = ext[m]
         if identities is not None:
-            row["identity_share"] = identity_share(labels, identities)
+            row["identity_share"] = float(identity_share(labels, identities).value)
         row["k_reason"] = ch.reason
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -206,14 +207,19 @@ def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
 
     Raises
     ------
-    ValueError
-        If no configuration has a finite score (every clustering degenerate).
+    NoUsableClusteringError
+        If no configuration has a finite score (every clustering degenerate); the message gives each
+        configuration's k and the reason.
     """
     table = comparison.copy()
     finite = table["score"].notna()
     if not finite.any():
-        raise ValueError("no configuration produced a usable clustering (all label-free scores are NaN); "
-                         "see the `reason` column of study.csv")
+        why = "; ".join(f"{r.descriptor}/{r.preprocessing}/{r.algorithm}: k={r.k}, {str(r.k_reason)[:120]}"
+                        for r in table.head(6).itertuples())
+        raise NoUsableClusteringError(
+            f"no configuration of the {len(table)} studied produced a usable clustering (every label-free score "
+            f"is undefined: {why}); see the `reason` column of study.csv and comparison.csv, or try other "
+            "--algorithms")
     best = int(np.flatnonzero(finite.to_numpy())[0])
     table["rank"] = np.arange(1, len(table) + 1)
     table["recommended"] = False

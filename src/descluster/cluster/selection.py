@@ -17,7 +17,9 @@ The rule ("knee, then consensus"):
    drop every k).
 3. **Knee of the inertia curve** (Kneedle, Satopaa et al. 2011): min-max normalise
    k and inertia, take the k whose point lies farthest below the chord joining the
-   first and last points. Left of the knee each extra cluster still removes much
+   first and last points. The curve starts at k = 1 (the total sum of squares, when the
+   sweep gives it): without that anchor a sweep from k = 2 cannot see the drop from one
+   group to two, and two well-separated groups get a knee at a larger k. Left of the knee each extra cluster still removes much
    more variance than the average step, so the partition is still merging real
    groups; k below the knee are not considered.
 4. **Consensus in the window** ``knee <= k <= max(knee + 2, ceil(window * knee))``
@@ -57,7 +59,12 @@ import pandas as pd
 
 from ..errors import ParameterError
 
-__all__ = ["kneedle", "choose_k", "RANKED"]
+__all__ = ["kneedle", "choose_k", "RANKED", "supported_k_range", "MIN_ROWS_PER_CLUSTER_HALF"]
+
+#: Fewest rows an average cluster must have in each half of the split-half stability check
+#: (``metrics.stability`` clusters two disjoint halves of the rows): the largest k swept is
+#: ``n // (2 * MIN_ROWS_PER_CLUSTER_HALF)``, and a case needs ``2 * 2 * 5 = 20`` rows for k = 2.
+MIN_ROWS_PER_CLUSTER_HALF = 5
 
 #: Column -> True when higher is better; the indices combined in step 4.
 RANKED = {"calinski_harabasz": True, "davies_bouldin": False, "silhouette": True, "stability": True}
@@ -103,7 +110,8 @@ def _mean_rank(sub: pd.DataFrame) -> pd.Series:
     return pd.concat(ranks, axis=1).mean(axis=1)
 
 
-def choose_k(table: pd.DataFrame, tiny_share: float = 0.1, window: float = 1.5) -> tuple[int, str]:
+def choose_k(table: pd.DataFrame, tiny_share: float = 0.1, window: float = 1.5,
+             total_inertia: float | None = None) -> tuple[int, str]:
     """Choose k from a sweep table by the rule in the module docstring.
 
     Parameters
@@ -116,6 +124,9 @@ def choose_k(table: pd.DataFrame, tiny_share: float = 0.1, window: float = 1.5) 
         In [0, 1): smallest cluster, as a share of the average size, for a k to count.
     window : float
         >= 1: upper end of the window as a multiple of the knee.
+    total_inertia : float, optional
+        Inertia at k = 1 (``SweepResult.total_inertia``): the first point of the knee's curve.
+        The knee itself is never k = 1.
 
     Returns
     -------
@@ -159,7 +170,12 @@ def choose_k(table: pd.DataFrame, tiny_share: float = 0.1, window: float = 1.5) 
         k = int(valid["k"].iloc[0])
         return k, f"k = {k}: the only valid k. " + " ".join(notes)
     if len(valid) >= 3 and np.all(np.isfinite(valid["inertia"])):
-        knee = int(valid["k"].iloc[kneedle(valid["k"].to_numpy(), valid["inertia"].to_numpy())])
+        ks, inertias = valid["k"].to_numpy(), valid["inertia"].to_numpy()
+        anchored = total_inertia is not None and np.isfinite(total_inertia) and ks[0] > 1
+        if anchored:
+            ks, inertias = np.r_[1, ks], np.r_[float(total_inertia), inertias]
+        at = kneedle(ks, inertias)
+        knee = int(ks[max(at, 1) if anchored else at])
         hi = max(knee + 2, math.ceil(window * knee))
         window_rows = valid[(valid["k"] >= knee) & (valid["k"] <= hi)]
         step = (f"inertia knee (Kneedle) at k = {knee}; window k = {knee}..{hi} "
@@ -186,3 +202,51 @@ def choose_k(table: pd.DataFrame, tiny_share: float = 0.1, window: float = 1.5) 
     if notes:
         reason += " " + "; ".join(notes) + "."
     return k, reason
+
+
+def supported_k_range(n_rows: int, k_min: int, k_max: int) -> tuple[int, int, str | None]:
+    """The part of the requested k range that ``n_rows`` rows can support.
+
+    Every k is scored by split-half stability, which clusters two disjoint halves of
+    ``n_rows // 2`` rows each; an average cluster then has ``n_rows / (2 k)`` rows per half,
+    and below :data:`MIN_ROWS_PER_CLUSTER_HALF` (5) its mean, and so the transfer of the
+    partition between halves (Lange et al. 2004), is noise. The largest k swept is
+    therefore ``n_rows // 10``. This also keeps the range narrow relative to ``n``, where
+    the inertia knee (Kneedle) and the internal indices stay meaningful.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows (images) to cluster.
+    k_min, k_max : int
+        The requested range (``2 <= k_min <= k_max``).
+
+    Returns
+    -------
+    k_min, k_max : int
+        The range to sweep (``k_max`` capped).
+    note : str or None
+        What was capped and why, in words with the numbers (None when nothing was).
+
+    Raises
+    ------
+    ParameterError
+        Fewer than 20 rows (no k >= 2 is supported), or ``k_min`` above the supported maximum;
+        the message gives the numbers.
+    """
+    per = 2 * MIN_ROWS_PER_CLUSTER_HALF
+    cap = n_rows // per
+    if cap < 2:
+        raise ParameterError(
+            f"the case has {n_rows:,} image(s): too few for a clustering study, which needs at least "
+            f"{2 * per} (k >= 2 clusters of >= {MIN_ROWS_PER_CLUSTER_HALF} images in each half of the split-half "
+            "stability check); look at these images directly")
+    if k_min > cap:
+        raise ParameterError(
+            f"--k-min {k_min}: {n_rows:,} images support at most k = {cap} ({n_rows:,} // {per}: "
+            f">= {MIN_ROWS_PER_CLUSTER_HALF} images per cluster in each stability half); use --k-min 2..{cap}")
+    if k_max <= cap:
+        return k_min, k_max, None
+    return k_min, cap, (f"--k-max {k_max} capped to {cap}: {n_rows:,} images support at most k = {cap} "
+                        f"({n_rows:,} // {per}: >= {MIN_ROWS_PER_CLUSTER_HALF} images per cluster in each "
+                        "half of the split-half stability check)")

@@ -54,12 +54,16 @@ class SweepResult:
         empty (0, n_samples) array when ``keep_labels=False``.
     centroids : dict of int -> ndarray of shape (k, n_features), float32
         Cluster centres per k where the algorithm defines them.
+    total_inertia : float
+        Inertia of the one-cluster partition (total sum of squares about the mean): the
+        k = 1 anchor of the inertia curve for the knee (``selection.choose_k``).
     """
 
     algorithm: str
     table: pd.DataFrame
     labels: np.ndarray
     centroids: dict[int, np.ndarray] = field(default_factory=dict)
+    total_inertia: float = float("nan")
 
     def labels_for(self, k: int) -> np.ndarray:
         """Labels (n_samples,) int64 of the row whose ``k`` equals ``k``.
@@ -242,4 +246,6 @@ def sweep(
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["reason"] = table["reason"].fillna("").astype(str)
     labels_arr = np.stack(all_labels) if keep_labels else np.zeros((0, n), np.int32)
-    return SweepResult(algorithm=adapter.name, table=table, labels=labels_arr, centroids=centroids)
+    total = M.inertia(X, np.zeros(n, dtype=np.int64)).value
+    return SweepResult(algorithm=adapter.name, table=table, labels=labels_arr, centroids=centroids,
+                       total_inertia=float(total))

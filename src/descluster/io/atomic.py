@@ -76,9 +76,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def write_csv(path: str | os.PathLike, frame) -> Path:
-    """Write a pandas DataFrame as CSV (no index, ``\\n`` line ends) atomically."""
+    """Write a pandas DataFrame as CSV (no index, ``\\n`` line ends) atomically.
+
+    Text cells that a spreadsheet would run as a formula are neutralised with a leading ``'``
+    (OWASP; reversible, see :mod:`descluster.io.tables`, whose reader restores them).
+    """
+    from .tables import neutralise_frame
+
     buf = io.StringIO()
-    frame.to_csv(buf, index=False, lineterminator="\n")
+    neutralise_frame(frame).to_csv(buf, index=False, lineterminator="\n")
     return write_text(path, buf.getvalue())
 
 

@@ -124,7 +124,28 @@ def validate_matrix(X: np.ndarray, source: str | os.PathLike) -> np.ndarray:
         raise CaseError(
             f"{source}: descriptor dtype {X.dtype} is not real-valued numeric (need float, int or bool)"
         )
+    if X.dtype.itemsize > 4 or kind in "iu":
+        _check_float32_range(X, source)
     return X
+
+
+def _check_float32_range(X: np.ndarray, source: str | os.PathLike) -> None:
+    """Raise if finite values of ``X`` lie beyond float32's range (they would become inf on conversion)."""
+    limit = float(np.finfo(np.float32).max)
+    step = _chunk_rows(X.shape[1], None)
+    rows, biggest = [], 0.0
+    for start in range(0, X.shape[0], step):
+        chunk = np.abs(np.asarray(X[start:start + step], dtype=np.float64))
+        over = np.isfinite(chunk) & (chunk > limit)
+        if over.any():
+            hit = over.any(axis=1)
+            rows.extend((np.flatnonzero(hit) + start).tolist())
+            biggest = max(biggest, float(chunk[over].max()))
+    if rows:
+        shown = ", ".join(map(str, rows[:10])) + (f" (and {len(rows) - 10:,} more)" if len(rows) > 10 else "")
+        raise CaseError(f"{source}: {len(rows):,} row(s) hold finite values beyond float32's range "
+                        f"(|x| up to {biggest:.3g} > {limit:.3g}), at rows {shown}; descriptors are stored "
+                        "as float32: rescale them")
 
 
 def _write_float32(X: np.ndarray, target: Path, chunk_rows: int) -> None:
@@ -139,12 +160,19 @@ def _write_float32(X: np.ndarray, target: Path, chunk_rows: int) -> None:
 
 
 def _open_npy(path: Path) -> np.ndarray:
+    size = path.stat().st_size if path.is_file() else 0
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic != b"\x93NUMPY":
+        what = "is empty (0 bytes)" if size == 0 else f"is not a NumPy .npy file ({size:,} bytes; it lacks the .npy header)"
+        raise CaseError(f"{path}: {what}; write descriptors with numpy.save(path, array) as float32 (n_images, n_features)")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:  # object arrays need pickle; bad header
-        raise CaseError(f"{path}: cannot memory-map .npy file ({exc}); object arrays are not accepted") from exc
-    except OSError as exc:
-        raise CaseError(f"{path}: cannot read .npy file: {exc}") from exc
+    except ValueError as exc:  # object arrays (pickled inside the .npy) or a damaged header
+        raise CaseError(f"{path}: the .npy file holds Python objects or has a damaged header, not a numeric "
+                        "matrix; save a float32 array (n_images, n_features) with numpy.save") from exc
+    except (OSError, EOFError) as exc:
+        raise CaseError(f"{path}: cannot read .npy file ({size:,} bytes): {exc}; is it truncated?") from exc
 
 
 def cache_path(

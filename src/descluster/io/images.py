@@ -11,6 +11,7 @@ ever unpacked to disk.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import zipfile
@@ -26,6 +27,8 @@ from ..errors import ImageReadError, UnsafePathError
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+log = logging.getLogger("descluster")
 
 
 def normalise_case_path(case_path: str) -> str:
@@ -136,6 +139,7 @@ class ImageSource:
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, str] | None = None
         self._lock = threading.Lock()
+        self._real_root: Path | None = None
         if not self.is_zip and not self.root.is_dir():
             raise FileNotFoundError(f"image root {self.root} is neither a folder nor a zip archive")
 
@@ -169,22 +173,38 @@ class ImageSource:
         return None
 
     def _file(self, key: str) -> Path | None:
-        p = self.root / key
-        if p.is_file():
-            return p
-        if "/" in key:
-            q = self.root / key.split("/", 1)[1]
-            if q.is_file():
-                return q
+        """The file of case path ``key`` under the root, or None; refuses links that leave the root.
+
+        Raises
+        ------
+        UnsafePathError
+            If the file, or a folder on its way, is a symbolic link resolving outside the image root.
+        """
+        for rel in (key, key.split("/", 1)[1] if "/" in key else None):
+            if rel is None:
+                continue
+            p = self.root / rel
+            if p.is_file():
+                return self._contained(p)
         return None
+
+    def _contained(self, p: Path) -> Path:
+        """``p`` resolved, after checking that it lies inside the resolved image root."""
+        real = p.resolve()
+        if self._real_root is None:
+            self._real_root = self.root.resolve()
+        if not real.is_relative_to(self._real_root):
+            raise UnsafePathError(f"{p}: is a symbolic link (or lies under one) that leads outside the image root "
+                                  f"{self._real_root}, to {real}; refused: nothing is read outside the image root")
+        return real
 
     def exists(self, case_path: str) -> bool:
         """Whether ``case_path`` names an image in this source (False for unsafe paths)."""
         try:
             key = normalise_case_path(case_path)
+            return (self._member(key) if self.is_zip else self._file(key)) is not None
         except UnsafePathError:
             return False
-        return (self._member(key) if self.is_zip else self._file(key)) is not None
 
     def missing(self, case_paths: Iterable[str]) -> list[str]:
         """Case paths (as given) that this source does not hold, in input order."""
@@ -257,11 +277,17 @@ class ImageSource:
         if self.is_zip:
             names = {self._zip_index()[k] for k in self._zip_index()}
             return sorted(n.replace("\\", "/") for n in names if n.lower().endswith(IMAGE_SUFFIXES))
-        return sorted(
-            str(PurePosixPath(p.relative_to(self.root).as_posix()))
-            for p in self.root.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-        )
+        found = []
+        for p in self.root.rglob("*"):
+            if not (p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
+                continue
+            try:
+                self._contained(p)
+            except UnsafePathError as exc:
+                log.warning("%s", exc)
+                continue
+            found.append(str(PurePosixPath(p.relative_to(self.root).as_posix())))
+        return sorted(found)
 
     def close(self) -> None:
         """Close the zip handle, if any."""

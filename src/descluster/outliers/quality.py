@@ -180,8 +180,11 @@ _WORKER_SOURCE: ImageSource | None = None
 
 
 def _init_worker(source: ImageSource) -> None:
+    from ..workers import exit_with_parent
+
     global _WORKER_SOURCE
     _WORKER_SOURCE = source
+    exit_with_parent()
 
 
 def _worker_row(path: str) -> dict:

@@ -120,6 +120,9 @@
 
   function csvField(s) {
     s = String(s);
+    // formula injection (OWASP): a cell a spreadsheet would run gets a leading quote, as
+    // descluster.io.tables.neutralise_cell does; descluster's readers remove it again
+    if (/^[=+\-@\t\r']/.test(s)) s = "'" + s;
     return /[",\n\r]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
   }
 
