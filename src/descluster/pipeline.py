@@ -211,8 +211,8 @@ def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: R
     """Run one sweep in a worker process; returns (space key, algorithm, chosen k, seconds)."""
     from threadpoolctl import threadpool_limits
 
-    t0 = time.perf_counter()
     with threadpool_limits(limits=threads):
+        t0 = time.perf_counter()
         ch = sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False, queue=queue)
     return space.key, algorithm, ch.k, time.perf_counter() - t0
 
@@ -310,6 +310,10 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     ``comparison.csv``, ``agreement.csv``, ``outliers.csv``, ``cluster_facts.csv``,
     ``report.html`` (+ ``report_files/``), ``manifest.json``.
     """
+    from .console import describe_case
+
+    for line in describe_case(case):  # first, what was found
+        log.info(line)
     config = config or RunConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -317,10 +321,6 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     timer = _Timer()
     t_all = time.perf_counter()
     notes = list(case.notes)
-    from .console import describe_case
-
-    for line in describe_case(case):
-        log.info(line)
 
     t0 = time.perf_counter()
     digests = _descriptor_digests(case, cache)
