@@ -7,6 +7,7 @@ report has real content; ``tests/test_report_browser.py`` reuses it.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -208,16 +209,96 @@ def test_recommended_row_highlighted_and_figures(built):
             assert im.width > 100 and im.height > 100
 
 
-def test_outlier_gallery_groups_by_reason(built):
+def _section(html: str, name: str) -> str:
+    start = html.index(f'<section id="{name}">')
+    return html[start:html.index("</section>", start)]
+
+
+def test_outlier_gallery_is_ranked_each_image_once_with_all_reasons(built):
+    from descluster.report import ReportOptions
+
     result, out, page, html = built
-    assert "far from all neighbours" in html and "pixel rule: dark" in html
-    assert (out / "report_files" / "outliers_0.png").is_file()
-    gallery = html[html.index('<section id="outliers">'):]
-    flagged = result.outliers[result.outliers["flagged"] == 1]
-    knn = flagged[flagged["flagged_by"].str.contains("knn")]
-    block = next(b for b in gallery.split("<h3>") if b.startswith("far from all neighbours</h3>"))
-    # each flagged image once under its detector, though flagged in two spaces
-    assert block.count("<tr><td>") == len(knn) > 0
+    opts = ReportOptions()
+    gallery = _section(html, "outliers")
+    ranks = [int(r) for r in re.findall(r'<figure class="outlier-card [a-z]+" data-rank="(\d+)">', gallery)]
+    table = result.outliers.sort_values("rank")
+    flagged = table[table["flagged"] == 1]
+    top = table.iloc[:opts.n_outliers]
+    more = max(0, opts.n_below - int((top["flagged"] == 0).sum()))
+    below = table[(table["flagged"] == 0) & ~table.index.isin(top.index)].iloc[:more]
+    # the top ranks, and enough of the best-ranked unflagged ones to show the threshold; each image once
+    assert ranks == top["rank"].tolist() + below["rank"].tolist()
+    assert len(ranks) == len(set(ranks))
+    n_flag_cards = gallery.count('class="outlier-card flagged"')
+    assert n_flag_cards == int(flagged["rank"].isin(ranks).sum()) > 0
+    assert gallery.count('class="outlier-card below"') == len(ranks) - n_flag_cards > 0
+    assert gallery.count('<div class="threshold-line">') == 1
+    # an image flagged in two spaces and by a pixel rule shows all its reasons in one card
+    both = table[table["reason"].str.contains("far from all neighbours") & table["reason"].str.contains("dark")]
+    for _, row in both.iterrows():
+        card = gallery[gallery.index(f'data-rank="{int(row["rank"])}"'):]
+        card = card[:card.index("</figure>")]
+        assert "far from all neighbours in pixels" in card and "<li>dark</li>" in card
+    for rank in ranks:
+        assert (out / "report_files" / f"outlier_{rank}.jpg").is_file()
+
+
+def test_rules_box_separates_fired_from_flagged(built):
+    from descluster.outliers.tally import flag_counts
+
+    result, out, page, html = built
+    n_flagged, counts = flag_counts(result.outliers, per_check=True)
+    box = _section(html, "outliers")
+    assert f"{n_flagged} of {len(result.outliers)} images flagged in total" in box
+    for r in counts.itertuples():
+        assert f'<td><code>{r.rule}</code></td><td class="num">{r.fired}</td><td class="num">{r.flagged}</td>' in box
+
+
+def test_duplicate_groups_shown_as_groups(demo, tmp_path):
+    from descluster.report import ReportOptions, build_report
+
+    result, source = demo
+    result = copy.copy(result)
+    table = result.outliers.copy()
+    table["duplicate_group"] = -1
+    table.loc[[3, 7, 11], "duplicate_group"] = 0
+    table.loc[[5, 9], "duplicate_group"] = 1
+    result.outliers = table
+    html = build_report(result, tmp_path, source, ReportOptions(max_map_points=20, map_3d=False)).read_text()
+    box = _section(html, "outliers")
+    assert "Duplicate groups (2)" in box
+    assert box.index("Group 0: 3 images") < box.index("Group 1: 2 images")  # largest first
+    group0 = box[box.index("Group 0: 3 images"):box.index("Group 1: 2 images")]
+    assert all(f"<code>{result.paths[i]}</code>" in group0 for i in (3, 7, 11))
+
+
+def test_comparison_shows_the_deciding_score_beside_the_configuration(built):
+    result, out, page, html = built
+    head = re.search(r'<table id="comparison" class="data">\s*<thead><tr>(.*?)</tr></thead>', html, re.S).group(1)
+    cols = re.findall(r">([a-z_]+)</th>", head)
+    assert cols[:5] == ["descriptor", "preprocessing", "algorithm", "k", "score"]
+    rec = result.comparison[result.comparison["recommended"]].iloc[0]
+    row = re.search(r'<tr class="recommended"[^>]*>(.*?)</tr>', html, re.S).group(1)
+    assert f'<td class="col-score">{rec["score"]:.4g}</td>' in row
+
+
+def test_every_cluster_can_be_browsed_page_by_page(built):
+    result, out, page, html = built
+    data = _data(html)
+    labels = np.asarray(result.choices[result.recommended].labels)
+    shown = set(data["thumbs"]["shown"])
+    assert data["page_size"] >= 1
+    for c in np.unique(labels):
+        rows = data["browse"][str(int(c))]
+        assert set(rows) == {i for i in np.flatnonzero(labels == c) if i in shown}  # its rows with a thumbnail
+        assert f'<details class="browse" data-cluster="{c}">' in html
+    # nearest the centre first: distances to the centroid do not decrease along a cluster's list
+    choice = result.choices[result.recommended]
+    X = result.spaces[f"{choice.descriptor}/{choice.preprocessing}"].X
+    for c in np.unique(labels):
+        rows = data["browse"][str(int(c))]
+        d = np.linalg.norm(X[rows] - choice.centroids[c], axis=1)
+        assert np.all(np.diff(d) >= -1e-4)
 
 
 @pytest.mark.slow

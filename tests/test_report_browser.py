@@ -120,6 +120,42 @@ def test_hover_name_and_download(browser, report, tmp_path):
     assert len(cli) == n
 
 
+def test_cluster_pager_shows_every_image_page_by_page(browser, tmp_path):
+    from test_report import make_demo_result
+
+    from descluster.report import ReportOptions, build_report
+
+    result, source = make_demo_result(per_class=10)
+    build_report(result, tmp_path, source, ReportOptions(max_map_points=1000, map_3d=False, page_size=4))
+    labels = np.asarray(result.choices[result.recommended].labels)
+    c = int(np.bincount(labels).argmax())
+    size = int((labels == c).sum())
+    pages = -(-size // 4)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((tmp_path / "report.html").as_uri())
+    box = page.locator(f'details.browse[data-cluster="{c}"]')
+    assert box.locator(".tile").count() == 0  # drawn only when opened
+    box.locator("summary").click()
+    seen = []
+    for p in range(pages):
+        info = box.locator(".page-info").inner_text()
+        assert info.startswith(f"page {p + 1} of {pages}"), info
+        tiles = box.locator(".tile")
+        assert tiles.count() == (4 if p < pages - 1 else size - 4 * (pages - 1))
+        seen += [int(t.get_attribute("data-row")) for t in tiles.all()]
+        if p < pages - 1:
+            box.locator(".page-next").click()
+    assert box.locator(".page-next").is_disabled() and not box.locator(".page-prev").is_disabled()
+    assert sorted(seen) == np.flatnonzero(labels == c).tolist()  # every image of the cluster, once
+    assert "thumbs_0.jpg" in box.locator(".tile").first.evaluate("e => e.style.backgroundImage")
+    box.locator(".page-first").click()
+    assert box.locator(".page-info").inner_text().startswith(f"page 1 of {pages}")
+    assert not errors, errors
+    page.close()
+
+
 @pytest.mark.skipif(not os.environ.get("DESCLUSTER_SCREENSHOTS"),
                     reason="set DESCLUSTER_SCREENSHOTS=<report folder> to refresh docs/report-*.png")
 def test_docs_screenshots(browser):

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -83,11 +84,16 @@ class Entry:
     arrays : dict of str -> ndarray
     tables : dict of str -> DataFrame
     meta : dict (JSON-serialisable)
+    seconds : float or None
+        Wall time the stage took when it was computed (set by
+        :meth:`StageCache.get_or_compute`); None if unknown (an entry stored
+        before this was recorded).
     """
 
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
 
 
 class StageCache:
@@ -97,12 +103,22 @@ class StageCache:
     ----------
     root : str or PathLike or None
         Cache folder; ``None`` disables caching (every stage recomputes).
+
+    Attributes
+    ----------
+    hits, misses : list of str
+        ``"<stage>/<key>"`` of every lookup found / computed by this object.
+    fresh : set of str
+        ``"<stage>/<key>"`` computed during this run, here or by worker processes
+        (:meth:`mark_fresh`): a hit on one of them is not a reuse.
     """
 
     def __init__(self, root: str | os.PathLike | None):
         self.root = Path(root) if root is not None else None
         self.hits: list[str] = []
         self.misses: list[str] = []
+        self.fresh: set[str] = set()
+        self._hit_seconds: dict[str, float | None] = {}
 
     def _dir(self, stage: str, key: str) -> Path:
         assert self.root is not None
@@ -124,7 +140,9 @@ class StageCache:
             tables = {p.stem: pd.read_csv(p, keep_default_na=True) for p in sorted((d / "tables").glob("*.csv"))}
         except Exception:
             return None
-        return Entry(arrays=arrays, tables=tables, meta=meta.get("meta", {}))
+        seconds = meta.get("seconds")
+        return Entry(arrays=arrays, tables=tables, meta=meta.get("meta", {}),
+                     seconds=float(seconds) if isinstance(seconds, (int, float)) else None)
 
     def store(self, stage: str, key: str, entry: Entry) -> None:
         """Write ``entry`` atomically (temporary folder, then rename)."""
@@ -141,8 +159,10 @@ class StageCache:
                 (tmp / "tables").mkdir()
                 for name, frame in entry.tables.items():
                     frame.to_csv(tmp / "tables" / f"{name}.csv", index=False, lineterminator="\n")
-            (tmp / "meta.json").write_text(json.dumps({"format": CACHE_FORMAT, "stage": stage, "meta": entry.meta},
-                                                      default=_canon, allow_nan=True))
+            record = {"format": CACHE_FORMAT, "stage": stage, "meta": entry.meta}
+            if entry.seconds is not None:
+                record["seconds"] = round(float(entry.seconds), 3)
+            (tmp / "meta.json").write_text(json.dumps(record, default=_canon, allow_nan=True))
             if final.exists():  # a stale or concurrent copy of the same stage: keep one
                 shutil.rmtree(final, ignore_errors=True)
             try:
@@ -154,6 +174,35 @@ class StageCache:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+    def mark_fresh(self, stage: str, params: Any) -> None:
+        """Record that ``(stage, params)`` was computed during this run by another process."""
+        self.fresh.add(f"{stage}/{self.key(stage, params)}")
+
+    def reused(self) -> dict[str, Any]:
+        """What this run took from earlier runs: stages found in the cache and not computed in this run.
+
+        Returns
+        -------
+        dict
+            ``count`` (int), ``compute_s`` (stage name -> summed wall time, s, those
+            entries took when they were computed), ``total_compute_s`` (float) and
+            ``unknown`` (int: entries stored without a recorded time).
+        """
+        per_stage: dict[str, float] = {}
+        count = unknown = 0
+        for name in dict.fromkeys(self.hits):
+            if name in self.fresh:
+                continue
+            count += 1
+            seconds = self._hit_seconds.get(name)
+            if seconds is None:
+                unknown += 1
+                continue
+            stage = name.split("/", 1)[0]
+            per_stage[stage] = round(per_stage.get(stage, 0.0) + seconds, 3)
+        return {"count": count, "compute_s": per_stage, "total_compute_s": round(sum(per_stage.values()), 3),
+                "unknown": unknown}
 
     @staticmethod
     def key(stage: str, params: Any) -> str:
@@ -179,9 +228,13 @@ class StageCache:
         hit = self.load(stage, key)
         if hit is not None:
             self.hits.append(f"{stage}/{key}")
+            self._hit_seconds[f"{stage}/{key}"] = hit.seconds
             return hit
         self.misses.append(f"{stage}/{key}")
+        self.fresh.add(f"{stage}/{key}")
+        t0 = time.perf_counter()
         entry = compute()
+        entry.seconds = time.perf_counter() - t0
         self.store(stage, key, entry)
         # Return what was stored, read back, so that a fresh run and a resumed run
         # hand identical objects (dtypes, float text round trip) to later stages.

@@ -233,7 +233,7 @@ def load_case(
     """
     root = Path(case_dir)
     if not root.is_dir():
-        raise CaseError(f"case folder {root} does not exist or is not a folder")
+        raise CaseError(_not_a_case_folder(root))
     meta = _read_case_json(root)
     notes: list[str] = []
 
@@ -310,6 +310,17 @@ def _attribution(source: ImageSource | None) -> str | None:
 # -- descriptors and paths ------------------------------------------------------
 
 
+def _not_a_case_folder(root: Path) -> str:
+    """Why ``root`` cannot be a case folder, and what to do instead."""
+    if root.is_file() and root.suffix.lower() == ".zip":
+        return (f"{root} is a file (a .zip), not a case folder. If it holds images, make a case from it with "
+                f"`descluster extract {root} --out CASE`; if it holds the images of a case, pass it to "
+                f"`descluster run CASE --images {root}`")
+    if root.is_file():
+        return f"{root} is a file, not a case folder (a folder holding descriptors/ and images_paths.csv)"
+    return f"case folder {root} does not exist"
+
+
 def _read_case_json(root: Path) -> dict:
     f = root / CASE_FILE
     if not f.is_file():
@@ -327,7 +338,15 @@ def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
     folder = root / "descriptors"
     if not folder.is_dir():
         has = sorted(p.name for p in root.iterdir())
-        raise CaseError(f"{root}: no descriptors/ folder; the case folder holds {has}")
+        n_images = len(ImageSource(root).list_images())
+        if n_images:
+            raise CaseError(
+                f"{root} holds {n_images:,} images but no descriptors/ folder: it is an image folder, not a case. "
+                f"Compute descriptors first with `descluster extract {root} --out CASE`, then "
+                f"`descluster run CASE --out OUT`"
+            )
+        raise CaseError(f"{root}: no descriptors/ folder; the case folder holds {has[:_SHOW]}"
+                        + (f" and {len(has) - _SHOW:,} more" if len(has) > _SHOW else ""))
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DESCRIPTOR_SUFFIXES)
     if not found:
         has = sorted(p.name for p in folder.iterdir())

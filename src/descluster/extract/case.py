@@ -124,7 +124,7 @@ def extract_case(
     batch_size : int, default=64
         Images per forward pass, 1 to 4096.
     progress : bool, default=True
-        Show a tqdm bar (images/s) on stderr.
+        Show a progress bar (images/s) on stderr (:func:`descluster.progress.progress_bar`).
     limit : int or None, default=None
         Extract only ``limit`` evenly spaced images (see :func:`list_case_images`).
     chunk_size : int, default=512
@@ -205,7 +205,7 @@ def extract_case(
 
 
 def _run_chunks(source, paths, models, store, chunk_size, batch_size, progress, on_chunk) -> dict:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     n_chunks = store.n_chunks
     bounds = [(c, c * chunk_size, min((c + 1) * chunk_size, len(paths))) for c in range(n_chunks)]
@@ -217,7 +217,7 @@ def _run_chunks(source, paths, models, store, chunk_size, batch_size, progress, 
     seconds["decode"] = 0.0
     cpu = {m.name: 0.0 for m in models}
     done_images = len(paths) - sum(hi - lo for _, lo, hi in work)
-    bar = tqdm(total=len(paths), initial=done_images, unit="img", desc="extract", disable=not progress)
+    bar = progress_bar(total=len(paths), initial=done_images, unit="img", desc="extract", disable=not progress)
 
     def timed_decode(lo, hi):
         t0 = time.perf_counter()

@@ -536,7 +536,7 @@ def knn_search(
     chunk_size : int
         Queries per search call (memory: chunk_size × 16384 × 4 bytes for exact).
     progress : bool
-        Show a tqdm progress bar.
+        Show a progress bar (:func:`descluster.progress.progress_bar`).
     desc : str
         Progress-bar label.
     index : str or NeighbourIndex, default "exact"
@@ -581,9 +581,9 @@ def knn_search(
     I = np.empty((m, k), dtype=np.int64)
     starts = range(0, m, chunk_size)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        starts = tqdm(starts, total=(m + chunk_size - 1) // chunk_size, desc=desc, unit="chunk")
+        starts = progress_bar(starts, total=(m + chunk_size - 1) // chunk_size, desc=desc, unit="chunk")
     for s in starts:
         e = min(s + chunk_size, m)
         q = Q[s:e]

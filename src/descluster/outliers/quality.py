@@ -201,7 +201,7 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
     paths : list of str, length n
         Case paths (as in ``images_paths.csv``).
     progress : bool, default True
-        Show a tqdm progress bar.
+        Show a progress bar (:func:`descluster.progress.progress_bar`).
     n_jobs : int, default 2
         Worker processes (1 = in this process).
     chunksize : int, default 64
@@ -237,9 +237,9 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
         executor = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(source,))
         rows = executor.map(_worker_row, paths, chunksize=chunksize)
     if progress:
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
-        rows = tqdm(rows, total=len(paths), desc="image quality", unit="img")
+        rows = progress_bar(rows, total=len(paths), desc="image quality", unit="img")
     try:
         table = pd.DataFrame(list(rows))
     finally:

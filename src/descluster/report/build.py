@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,7 +61,14 @@ class ReportOptions:
     n_nearest, n_random : int, >= 0
         Images per cluster nearest the centre / drawn at random.
     n_outliers : int, >= 0
-        Images per outlier reason.
+        Images in the ranked outlier gallery (top ranks by the consensus score).
+    n_below : int, >= 0
+        Images below the flag threshold the gallery shows at least (marked as not flagged; added
+        after the top ranks when those are all flagged).
+    n_duplicate_groups : int, >= 0
+        Duplicate groups shown (largest first), each with up to 8 images.
+    page_size : int, >= 1
+        Images per page when browsing a cluster (hover-thumbnail tiles).
     map_3d : bool
         Add a 3-D map (PCA of the clustering space on the shown points).
     n_jobs : int, >= 1
@@ -74,7 +82,10 @@ class ReportOptions:
     grid_size: int = 96
     n_nearest: int = 16
     n_random: int = 16
-    n_outliers: int = 24
+    n_outliers: int = 48
+    n_below: int = 12
+    n_duplicate_groups: int = 12
+    page_size: int = 60
     map_3d: bool = True
     n_jobs: int = 4
     random_state: int = 0
@@ -83,7 +94,8 @@ class ReportOptions:
         """Raise :class:`ParameterError` for any value out of range; return self."""
         ranges = {"max_map_points": (1, math.inf), "thumb_size": (16, 256), "sheet_tiles": (1, math.inf),
                   "grid_size": (16, 512), "n_nearest": (0, math.inf), "n_random": (0, math.inf),
-                  "n_outliers": (0, math.inf), "n_jobs": (1, 256)}
+                  "n_outliers": (0, math.inf), "n_below": (0, math.inf), "n_duplicate_groups": (0, math.inf),
+                  "page_size": (1, 10_000), "n_jobs": (1, 256)}
         for name, (lo, hi) in ranges.items():
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
@@ -163,44 +175,81 @@ def _thumb_sheets(images, paths: list[str], shown: np.ndarray, opts: ReportOptio
             "shown": shown.astype(int).tolist(), "readable": ok}
 
 
-def _outlier_groups(table: pd.DataFrame | None, top: int) -> list[tuple[str, pd.DataFrame]]:
-    """(reason category, top rows by rank) pairs; categories from ``flagged_by`` when present."""
-    if table is None or len(table) == 0 or top == 0:
-        return []
+def _ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """The outlier table in rank order (1 = most suspicious); ``rank`` added from the row order if absent."""
     t = table.copy()
     if "rank" not in t:
         t["rank"] = np.arange(1, len(t) + 1)
-    t = t.sort_values("rank", kind="mergesort")
-    flagged = t[t["flagged"].astype(bool)] if "flagged" in t else t
-    groups: dict[str, list[int]] = {}
-    if "flagged_by" in flagged:
-        for idx, value in flagged["flagged_by"].fillna("").astype(str).items():
-            keys = []
-            for part in filter(None, (p.strip() for p in value.split(";"))):
-                det = part.partition(":")[0]
-                key = part if det == "pixel" else det  # descriptor detectors: one group over all spaces
-                if key not in keys:
-                    keys.append(key)
-            for key in keys:
-                groups.setdefault(key, []).append(idx)
-    elif "reason" in flagged:
-        for idx, value in flagged["reason"].fillna("").astype(str).items():
-            key = value.split(";")[0].split(":")[0].strip()
-            if key:
-                groups.setdefault(key, []).append(idx)
-    if not groups:
-        groups["most suspicious (by rank)"] = list(t.index)
-    return [(k, t.loc[v[:top]]) for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    if "flagged" not in t:
+        t["flagged"] = 0
+    return t.sort_values("rank", kind="mergesort")
 
 
-def _reason_title(key: str) -> str:
-    try:
-        from ..outliers.consensus import PHRASES
-    except Exception:  # the outlier module is optional for the report
-        PHRASES = {}
-    if key.startswith("pixel:"):
-        return f"pixel rule: {key.split(':', 1)[1]}"
-    return PHRASES.get(key, key)
+def _outlier_gallery(table: pd.DataFrame | None, top: int, below: int) -> tuple[pd.DataFrame, int]:
+    """Rows of the ranked gallery: the ``top`` best ranks, plus unflagged rows below them so that at least
+    ``below`` images under the flag threshold are shown.
+
+    Returns
+    -------
+    rows : DataFrame
+        In rank order, each image once.
+    hidden_flagged : int
+        Flagged images ranked below ``top`` that the gallery does not show (they are in ``outliers.csv``).
+    """
+    if table is None or len(table) == 0 or top + below == 0:
+        return pd.DataFrame(), 0
+    t = _ranked(table)
+    flagged = t["flagged"].astype(bool)
+    head = t.iloc[:top]
+    missing_below = max(0, below - int((~flagged.loc[head.index]).sum()))  # the top may already cross the threshold
+    tail = t[~flagged & ~t.index.isin(head.index)].iloc[:missing_below]
+    rows = pd.concat([head, tail]).sort_values("rank", kind="mergesort")
+    return rows, int(flagged.sum() - flagged.loc[head.index].sum())
+
+
+def _reasons_of(row: pd.Series) -> list[str]:
+    """Every reason of one outlier row, each once (the ``reason`` text split at ``;``)."""
+    text = str(row.get("reason", "") if pd.notna(row.get("reason", "")) else "")
+    return list(dict.fromkeys(p.strip() for p in text.split(";") if p.strip()))
+
+
+def _duplicate_groups(table: pd.DataFrame | None, limit: int) -> tuple[list[pd.DataFrame], int]:
+    """The ``limit`` largest duplicate groups (ties: best rank first), each in rank order; and the group count."""
+    if table is None or "duplicate_group" not in table or limit == 0:
+        return [], 0
+    t = _ranked(table)
+    t = t[t["duplicate_group"].fillna(-1).astype(int) >= 0]
+    if not len(t):
+        return [], 0
+    stats = t.groupby("duplicate_group")["rank"].agg(["size", "min"]).sort_values(["size", "min"],
+                                                                                ascending=[False, True])
+    return [t[t["duplicate_group"] == g] for g in stats.index[:limit]], len(stats)
+
+
+def _rules_box(result: RunResult) -> dict | None:
+    """The rules box: flagged in total, the flag rule, and for every check the images it fired on."""
+    from ..outliers.tally import flag_counts
+
+    rules = dict(result.outlier_rules or {})
+    if result.outliers is None and not rules:
+        return None
+    n_flagged, counts = flag_counts(result.outliers, per_check=True)
+    fired = {r.rule: (int(r.fired), int(r.flagged)) for r in counts.itertuples()}
+    rows = []
+    for key, text in rules.items():
+        if key == "flag rule" or key.startswith("neighbours:"):
+            continue
+        n_fired, n_flag = fired.get(key, (0, 0))
+        # the counts have their own columns: a trailing "; 67 of 600 flagged" in the description would
+        # read as the flagged count, which it is not
+        text = re.sub(r";\s*[\d,]+(?: of [\d,]+)? flagged\s*$", "", str(text))
+        rows.append({"rule": key, "fired": n_fired, "flagged": n_flag, "text": text})
+    for key, (n_fired, n_flag) in fired.items():  # checks that fired but have no description
+        if key not in rules:
+            rows.append({"rule": key, "fired": n_fired, "flagged": n_flag, "text": ""})
+    return {"n_flagged": n_flagged, "n": len(result.outliers) if result.outliers is not None else 0,
+            "flag_rule": rules.get("flag rule", ""), "rows": rows,
+            "neighbours": [str(v) for k, v in rules.items() if k.startswith("neighbours:")]}
 
 
 def _env():
@@ -289,9 +338,13 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
 
     # -- clusters ----------------------------------------------------------------
     clusters = []
+    browse = {}  # cluster id -> rows with a thumbnail (the map's shown points), nearest the centre first
+    has_thumb = np.zeros(n, dtype=bool)
+    has_thumb[shown] = True
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         order = rows[np.argsort(dist[rows], kind="stable")]
+        browse[str(int(c))] = order[has_thumb[order]].astype(int).tolist()
         nearest = order[:opts.n_nearest]
         sample = np.sort(rng.choice(rows, size=min(opts.n_random, len(rows)), replace=False))
         f = facts.loc[int(c)] if int(c) in facts.index else pd.Series(dtype=object)
@@ -309,6 +362,7 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
             "random_paths": [paths[i] for i in sample],
             "hist_png": save(f"cluster_{int(c)}_dist.png", figures.distance_hist_png(dist[rows], xmax, colours[int(c)])),
             "dist_median": float(np.median(dist[rows])),
+            "n_browse": len(browse[str(int(c))]),
         }
         clusters.append(item)
 
@@ -327,24 +381,40 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
                      "table": _table(result.agreement.reset_index().rename(columns={"index": ""}))}
 
     # -- outliers ----------------------------------------------------------------
-    outliers = []
-    for key, top in _outlier_groups(result.outliers, opts.n_outliers):
-        top_paths = [str(p) for p in top["path"]] if "path" in top else [paths[i] for i in top.index]
-        caps = [f"#{int(r)}" for r in top["rank"]]
-        outliers.append({
-            "title": _reason_title(key),
-            "png": save(f"outliers_{len(outliers)}.png", png_bytes(image_grid(images, top_paths, 8, opts.grid_size, caps))),
-            "items": [{"rank": int(r), "path": p, "reason": str(reason)}
-                      for r, p, reason in zip(top["rank"], top_paths,
-                                              top["reason"] if "reason" in top else [""] * len(top))],
-        })
+    gallery_rows, hidden_flagged = _outlier_gallery(result.outliers, opts.n_outliers, opts.n_below)
+    gallery = []
+    with ThreadPoolExecutor(max_workers=opts.n_jobs) as pool:
+        gpaths = [str(p) for p in gallery_rows["path"]] if len(gallery_rows) else []
+        tiles = list(pool.map(lambda p: load_tile(images, p, opts.grid_size)[0], gpaths))
+    for (_, row), p, tile in zip(gallery_rows.iterrows(), gpaths, tiles):
+        buf = io.BytesIO()
+        tile.save(buf, format="JPEG", quality=85)
+        group = int(row["duplicate_group"]) if "duplicate_group" in row and pd.notna(row["duplicate_group"]) else -1
+        gallery.append({"rank": int(row["rank"]), "path": p, "flagged": bool(row["flagged"]),
+                        "reasons": _reasons_of(row), "duplicate_group": group,
+                        "score": _fmt(row["score"]) if "score" in row else "",
+                        "png": save(f"outlier_{int(row['rank'])}.jpg", buf.getvalue())})
+    groups, n_groups = _duplicate_groups(result.outliers, opts.n_duplicate_groups)
+    duplicates = []
+    for g in groups:
+        shown_g = g.iloc[:8]
+        gp = [str(p) for p in shown_g["path"]]
+        duplicates.append({"id": int(g["duplicate_group"].iloc[0]), "size": len(g), "paths": gp,
+                           "ranks": [int(r) for r in shown_g["rank"]],
+                           "png": save(f"duplicates_{len(duplicates)}.png", png_bytes(image_grid(
+                               images, gp, len(gp), opts.grid_size, [f"#{int(r)}" for r in shown_g["rank"]])))})
+    outliers = {"gallery": gallery, "hidden_flagged": hidden_flagged, "duplicates": duplicates,
+                "n_groups": n_groups, "rules": _rules_box(result)} if result.outliers is not None else None
 
     # -- summary -----------------------------------------------------------------
     comparison = result.comparison if result.comparison is not None else pd.DataFrame()
-    comp_cols = [c for c in ["descriptor", "preprocessing", "algorithm", "n_components", "k", "calinski_harabasz",
-                             "davies_bouldin", "silhouette", "stability", "balance", "coverage", "consensus", "score"]
-                 if c in comparison.columns]
+    # the configuration and its deciding score first (visible without scrolling), then the score's factors,
+    # the external checks, and last the within-sweep internal metrics
+    comp_cols = [c for c in ["descriptor", "preprocessing", "algorithm", "k", "score", "stability", "balance",
+                             "coverage", "consensus"] if c in comparison.columns]
     comp_cols += [c for c in comparison.columns if c.startswith(("ari_", "nmi_", "purity_"))]
+    comp_cols += [c for c in ["n_components", "calinski_harabasz", "davies_bouldin", "silhouette"]
+                  if c in comparison.columns]
     comp = _table(comparison, comp_cols)
     if comp is not None:
         comp["recommended"] = [bool(v) for v in comparison.get("recommended", pd.Series([False] * len(comparison)))]
@@ -363,7 +433,7 @@ def build_report(result: RunResult, out_dir: str | Path, images=None, options: R
     fits = _fit_descriptions(result, n)
     data = {
         "n": n, "paths": paths, "clusters": labels.tolist(), "ids": [c["id"] for c in clusters],
-        "thumbs": thumbs,
+        "thumbs": thumbs, "browse": browse, "page_size": opts.page_size,
     }
     page = _env().get_template("report.html").render(
         result=result, n=n, choice=choice, recommended=result.recommended,

@@ -2,7 +2,9 @@
  *
  * Data (script#report-data, JSON): n, paths[n], clusters[n] (int), ids (cluster ids),
  * thumbs {tile, cols, per, sheets[], shown[]}: shown[j] is the image row whose thumbnail
- * is tile j (sheet floor(j / per), position j % per, row-major with `cols` tiles a row).
+ * is tile j (sheet floor(j / per), position j % per, row-major with `cols` tiles a row);
+ * browse {cluster id: rows with a thumbnail, nearest the centre first}, page_size: the
+ * cluster pager (details.browse) draws one page of those tiles when opened.
  *
  * labels.csv rules (same as descluster.labelling.resolve): a merged cluster takes the id and
  * the name of its target (chains followed); a discarded cluster, or one merged into a
@@ -66,6 +68,48 @@
   window.addEventListener("load", function () {  // fit the plots to their (flex) boxes
     var gd = document.getElementById("map2d");
     if (gd && window.Plotly && gd._fullLayout) window.Plotly.Plots.resize(gd);
+  });
+
+  // ---- browsing a cluster page by page (tiles of the hover sprite sheets) --------------
+  function spriteTile(row, size) {
+    var j = slotOf.get(row), t = DATA.thumbs, el = document.createElement("div");
+    el.className = "tile";
+    el.title = DATA.paths[row] + " · row " + row;
+    el.dataset.row = String(row);
+    if (j === undefined) return el;
+    var scale = size / t.tile, pos = j % t.per, col = pos % t.cols, line = Math.floor(pos / t.cols);
+    el.style.backgroundImage = "url('" + t.sheets[Math.floor(j / t.per)] + "')";
+    el.style.backgroundSize = (t.cols * t.tile * scale) + "px auto";
+    el.style.backgroundPosition = (-col * t.tile * scale) + "px " + (-line * t.tile * scale) + "px";
+    return el;
+  }
+
+  each("details.browse", function (box) {
+    var rows = (DATA.browse || {})[box.dataset.cluster] || [], size = DATA.page_size || 60, page = 0;
+    var pages = Math.max(1, Math.ceil(rows.length / size));
+    var tiles = box.querySelector(".tiles"), info = box.querySelector(".page-info");
+    var buttons = {first: box.querySelector(".page-first"), prev: box.querySelector(".page-prev"),
+                   next: box.querySelector(".page-next"), last: box.querySelector(".page-last")};
+    function draw() {
+      var start = page * size, end = Math.min(rows.length, start + size), frag = document.createDocumentFragment();
+      for (var i = start; i < end; i++) frag.appendChild(spriteTile(rows[i], 64));
+      tiles.textContent = "";
+      tiles.appendChild(frag);
+      info.textContent = "page " + (page + 1) + " of " + pages + " · images " + (start + 1) + "–" + end +
+        " of " + rows.length + " by distance to the centre";
+      buttons.first.disabled = buttons.prev.disabled = page === 0;
+      buttons.next.disabled = buttons.last.disabled = page >= pages - 1;
+    }
+    function go(p) { page = Math.max(0, Math.min(pages - 1, p)); draw(); }
+    buttons.first.addEventListener("click", function () { go(0); });
+    buttons.prev.addEventListener("click", function () { go(page - 1); });
+    buttons.next.addEventListener("click", function () { go(page + 1); });
+    buttons.last.addEventListener("click", function () { go(pages - 1); });
+    tiles.addEventListener("click", function (ev) {
+      var row = ev.target && ev.target.dataset ? ev.target.dataset.row : undefined;
+      if (row !== undefined) showImage(Number(row));
+    });
+    box.addEventListener("toggle", function () { if (box.open && !tiles.childElementCount) draw(); });
   });
 
   // ---- labelling state ---------------------------------------------------------------
@@ -173,5 +217,6 @@
     refresh();
   });
   refresh();
-  window.descluster = { labelsCsv: labelsCsv, namesCsv: namesCsv, resolve: resolve, showImage: showImage };
+  window.descluster = { labelsCsv: labelsCsv, namesCsv: namesCsv, resolve: resolve, showImage: showImage,
+                        spriteTile: spriteTile };
 })();

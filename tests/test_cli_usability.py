@@ -1,0 +1,148 @@
+"""The command line as a new user meets it: help with defaults, no abbreviations, suggestions, hints.
+
+Every check goes through the real parser (``descluster.cli.build_parser``) or the
+real ``main``; the subprocess tests see exactly what a shell user sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from descluster import __version__
+from descluster.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "descluster", *args], capture_output=True, text=True,
+                          cwd=REPO, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+
+
+def test_every_option_and_argument_of_every_command_has_help_with_its_default():
+    parser = build_parser()
+    commands = _commands(parser)
+    assert set(commands) == {"extract", "run", "demo", "label"}
+    checked = 0
+    for name, p in commands.items():
+        assert p.allow_abbrev is False, name
+        assert p.description, f"{name} has no description"
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            what = f"{name} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help and len(action.help) > 15, f"{what} has no help text"
+            if action.option_strings:  # an option says its default, or that it is required
+                assert "(default: " in action.help or "(required)" in action.help, what
+                assert action.required == ("(required)" in action.help), what
+            else:  # a positional argument says what it is and that it is required
+                assert "required" in action.help, what
+            checked += 1
+    assert checked >= 30  # every option of run/demo (19 each with their own), extract and label
+    assert parser.allow_abbrev is False
+    assert "unlabelled images" in parser.description  # the tool, not the module docstring
+
+
+def test_run_defaults_in_help_come_from_runconfig():
+    from descluster.config import RunConfig
+
+    d = RunConfig()
+    run = _commands(build_parser())["run"]
+    helps = {a.option_strings[0]: a.help for a in run._actions if a.option_strings}
+    assert f"(default: {d.k_min})" in helps["--k-min"] and f"(default: {d.k_max})" in helps["--k-max"]
+    assert f"(default: {d.seed})" in helps["--seed"]
+    assert f"(default: {d.max_components})" in helps["--max-components"]
+    assert f"(default: {d.embedding})" in helps["--embedding"]
+    assert f"(default: {','.join(d.preprocessings)})" in helps["--preprocessing"]
+
+
+def test_version():
+    out = _cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"descluster {__version__}"
+
+
+def test_abbreviated_option_is_refused_with_the_full_name(tmp_path):
+    out = _cli("run", str(tmp_path), "--out", str(tmp_path / "o"), "--algorithm", "kmeans")
+    assert out.returncode == 2
+    assert "unrecognized arguments: --algorithm kmeans" in out.stderr
+    assert "did you mean --algorithms?" in out.stderr
+    assert out.stderr.startswith("usage: descluster run")  # the sub-command's usage, not the top level's
+    assert "Traceback" not in out.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("typed, meant", [(["--kmax=5"], "--k-max"), (["--seeed", "3"], "--seed"),
+                                          (["--no-outlier"], "--no-outliers")])
+def test_mistyped_option_gets_the_nearest_one(typed, meant, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "case", "--out", "o", *typed])
+    assert exc.value.code == 2
+    assert f"did you mean {meant}?" in capsys.readouterr().err
+
+
+def test_mistyped_command_and_choice_get_suggestions(capsys):
+    with pytest.raises(SystemExit):
+        main(["rnu", "case"])
+    assert "did you mean run?" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "case", "--out", "o", "--embedding", "tnse"])
+    assert "did you mean tsne?" in capsys.readouterr().err
+
+
+def test_unrelated_unknown_option_gets_no_guess(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "case", "--out", "o", "--zzzzzz"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzzzz" in err and "did you mean" not in err
+
+
+def _images(folder: Path, n: int = 3) -> Path:
+    for i in range(n):
+        (folder / "cars").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(folder / "cars" / f"{i}.png")
+    return folder
+
+
+def test_run_on_an_image_folder_suggests_extract(tmp_path):
+    images = _images(tmp_path / "photos")
+    out = _cli("run", str(images), "--out", str(tmp_path / "o"))
+    assert out.returncode == 2, out.stderr
+    assert "holds 3 images but no descriptors/ folder" in out.stderr
+    assert f"descluster extract {images} --out CASE" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_run_on_a_zip_says_it_is_a_file(tmp_path):
+    z = tmp_path / "photos.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("cars/0.png", b"x")
+    out = _cli("run", str(z), "--out", str(tmp_path / "o"))
+    assert out.returncode == 2
+    assert f"{z} is a file (a .zip), not a case folder" in out.stderr
+    assert f"descluster extract {z} --out CASE" in out.stderr and f"--images {z}" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_label_prints_the_path_it_wrote(tmp_path, capsys):
+    pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"], "cluster": [0, 1, 1]}).to_csv(tmp_path / "clusters.csv",
+                                                                                    index=False)
+    pd.DataFrame({"cluster": [0, 1], "name": ["van", "car"]}).to_csv(tmp_path / "names.csv", index=False)
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv")]) == 0
+    out = capsys.readouterr().out
+    assert str((tmp_path / "labels.csv").resolve()) in out and "3 rows" in out
+    assert pd.read_csv(tmp_path / "labels.csv")["name"].tolist() == ["van", "car", "car"]
+    target = tmp_path / "sub.csv"
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv"), "--out", str(target)]) == 0
+    assert str(target.resolve()) in capsys.readouterr().out and target.is_file()
