@@ -39,16 +39,26 @@ Hard negatives (must NOT be flagged; their colour is the hand label of the sourc
                      white margin (a white-background studio shot);
     ``clean``        every real crop of the part.
 
-Colour classes: 448 demo crops were labelled by eye (``benchmarks/data/
-tiny_vehicles_colours.csv``: white, silver, grey, black, red, blue, ...; 152 of
-600 sampled crops were left out as ambiguous, e.g. trucks with a cab and a load
-of different colours). Silver and grey count as one class.
+Colour classes: demo crops labelled by eye (``benchmarks/data/tiny_vehicles_colours.csv``:
+white, silver, grey, black, red, blue, ...): 448 of 600 random non-motorbike crops
+(152 left out as ambiguous, e.g. trucks whose cab and load differ in colour), split
+into a development and a held-out half, and 51 of 60 motorbikes (development only,
+used to choose the colour weighting). Silver and grey count as one class.
 
 No threshold of the outlier step was set on these images: the rules' cuts come
 from robust statistics of each collection and from published values (see
-``descluster.outliers.quality``). The colour-naming design (centre prior, lit-face
-quantile, the survey prototypes used) was chosen on the development half of the
-hand labels; the held-out half measures it.
+``descluster.outliers.quality``). The rules were revised after runs on the
+development part: grey-scale frames allow a 5% overlay (99th -> 95th percentile;
+the time stamps), sharpness is taken along the least sharp direction (motion
+blur), relative rules got an effect size (1/4 of the median) besides the robust
+z, studio backdrops are left out of entropy, clipping is weighed with the centre
+prior, all descriptor kinds must agree (was 2 of 3), and a "no vehicle" group
+does not flag members that show a vehicle themselves; the over-exposure
+generator was changed (above). The held-out part was built and run once after
+these changes (a later fix of the logit clip in ``vehicle.py`` left its flags
+unchanged). The colour-naming design (centre prior with the background at 0.1,
+lit-face quantile, the survey prototypes used) was chosen on the development
+labels; the held-out half measures it.
 
 Descriptors come from the same extractors as the tool
 (:func:`descluster.extract.extract_case`, all default backbones), reduced as the
@@ -232,6 +242,7 @@ def build_part(root: Path, part: str, seed: int) -> pd.DataFrame:
     """Write the images of one part under ``root``; return the truth table (path, kind, junk, colour, source)."""
     labels = pd.read_csv(DEMO / "labels.csv")
     hand = pd.read_csv(LABELS)
+    hand = hand[hand["sample"].str.startswith("600")]  # the motorbike labels are for colour naming only
     labelled = dict(zip(hand["path"], hand["part"]))
     colour = dict(zip(hand["path"], hand["colour"].replace({"silver": "silver/grey", "grey": "silver/grey"})))
     mine = [p for p in labels["path"] if _part_of(p, labelled) == part]
@@ -316,14 +327,15 @@ def evaluate(table: pd.DataFrame, truth: pd.DataFrame, quality: pd.DataFrame) ->
         m = neg & (t["colour"] == c).to_numpy()
         out["false_flags_by_colour"][c] = {"n": int(m.sum()), "flagged": int((flagged & m).sum()),
                                            "rate": float((flagged & m).sum() / m.sum())}
-    # colour names of the hand-labelled clean crops
-    q = quality.merge(truth[truth["kind"] == "clean"], on="path")
-    q = q[q["colour_x" if "colour_x" in q else "colour"].notna()]
-    pred = q["colour_x"].replace({"silver": "silver/grey", "grey": "silver/grey"})
-    true = q["colour_y"]
-    lab = true != ""
-    out["colour_naming"] = {"n": int(lab.sum()), "accuracy_silver_grey_as_one": float((pred[lab] == true[lab]).mean()),
-                            "confusion": pd.crosstab(true[lab], pred[lab]).to_dict()}
+    # colour names of the hand-labelled clean crops (the first-pass colour of the pixel table)
+    hand = pd.read_csv(LABELS)
+    q = quality[["path", "colour"]].merge(hand, on="path", suffixes=("_named", ""))
+    merge = {"silver": "silver/grey", "grey": "silver/grey"}
+    out["colour_naming"] = {}
+    for sample, g in q.groupby("sample"):
+        named, true = g["colour_named"].replace(merge), g["colour"].replace(merge)
+        out["colour_naming"][sample] = {"n": int(len(g)), "accuracy_silver_grey_as_one": float((named == true).mean()),
+                                        "confusion": {str(k): v for k, v in pd.crosstab(true, named).to_dict().items()}}
     out["targets"] = {
         "recall_per_kind": all(v["recall"] >= TARGETS["recall_per_kind"] for v in out["per_kind"].values()),
         "precision": out["precision"] >= TARGETS["precision"],
@@ -458,8 +470,9 @@ def main() -> None:
         print(f"{'colour class':<14}{'n':>5}{'flagged':>8}{'rate':>8}")
         for k, v in r["false_flags_by_colour"].items():
             print(f"{k:<14}{v['n']:>5}{v['flagged']:>8}{v['rate']:>8.1%}")
-        print(f"colour names right on {r['colour_naming']['n']} hand-labelled crops (silver = grey): "
-              f"{r['colour_naming']['accuracy_silver_grey_as_one']:.1%}")
+        for sample, v in r["colour_naming"].items():
+            print(f"colour names right (silver = grey) on {v['n']} hand-labelled crops of '{sample}': "
+                  f"{v['accuracy_silver_grey_as_one']:.1%}")
         print("targets met:", r["targets"])
         print(json.dumps(r["timings"]))
 

@@ -67,7 +67,7 @@ def main() -> None:
         idx = np.flatnonzero(labels == row.cluster)
         pick = rng.choice(idx, size=min(args.tiles, idx.size), replace=False)
         grid = image_grid(source, [paths[i] for i in pick], 8, 88, [quality["colour"].iloc[i] for i in pick])
-        text = textwrap.wrap(f"cluster {row.cluster} ({row.size} images): {row.description}", 110)
+        text = textwrap.wrap(f"cluster {row.cluster} ({row.size} images): {row.description}".replace("×", "x"), 110)
         block = Image.new("RGB", (max(grid.width, 900), grid.height + 18 * len(text) + 12), "white")
         d = ImageDraw.Draw(block)
         for j, line in enumerate(text):

@@ -12,7 +12,7 @@ compared with each other), which lack vehicle evidence. Both must hold:
   vehicle classes less probability than all other classes together);
 - **relative**: its robust z-score (Iglewicz & Hoaglin 1993, see
   :mod:`.thresholds`) on the logit scale, ``log(v / (1 - v))`` with ``v`` clipped to
-  [0.001, 0.999], is below ``-z`` among the values compared, so a collection of
+  [1e-6, 1 - 1e-6] (:data:`LOGIT_CLIP`), is below ``-z`` among the values compared, so a collection of
   tiny crops on which the head is unsure everywhere is not flagged wholesale.
 
 Image-level results are advisory (the head is unreliable on one small crop:
@@ -33,8 +33,10 @@ from ..errors import ParameterError
 from ..validation import check_float
 from .thresholds import robust_z
 
-#: Clip of shares before the logit (a share of 0 or 1 has no finite logit).
-LOGIT_CLIP = 0.001
+#: Clip of shares before the logit (a share of 0 or 1 has no finite logit). Softmax shares of junk reach
+#: 1e-5 and below; a clip at 1e-3 (the first version) floored them at logit -6.9 and, where the groups'
+#: medians spread widely, left the relative condition unable to fire.
+LOGIT_CLIP = 1e-6
 
 
 def vehicle_shares(imagenet: pd.DataFrame, paths: list[str]) -> np.ndarray:
