@@ -10,12 +10,12 @@ from descluster.outliers.groups import GroupOutlierDetector, top_folder
 from descluster.outliers.vehicle import LowVehicleEvidence
 
 
-def _vehicles_and_block(seed=0, n_clean=900, n_block=100):
-    """Clean vehicles: 6 Gaussian types; junk: a dense block of near-identical background crops (10%)."""
+def _vehicles_and_block(seed=0, n_clean=900, n_block=100, identical=False):
+    """Clean vehicles: 6 Gaussian types; junk: a dense block of (near-)identical background crops (10%)."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(scale=6.0, size=(6, 16))
     X = np.vstack([centres[i % 6] + rng.normal(size=16) for i in range(n_clean)])
-    block = centres.mean(axis=0) + 0.05 * rng.normal(size=(n_block, 16))  # the same road texture, between the types
+    block = centres.mean(axis=0) + (0.0 if identical else 0.05) * rng.normal(size=(n_block, 16))  # one road texture
     X = np.vstack([X, block]).astype(np.float32)
     shares = np.concatenate([np.clip(rng.normal(0.8, 0.12, n_clean), 0, 1), rng.uniform(0.0, 0.05, n_block)])
     paths = [f"{['bike', 'car', 'truck'][i % 3]}/{i}.jpg" for i in range(n_clean)]
@@ -23,8 +23,9 @@ def _vehicles_and_block(seed=0, n_clean=900, n_block=100):
     return X, shares, paths
 
 
-def test_a_dense_block_of_identical_background_crops_is_flagged_as_a_group():
-    X, shares, paths = _vehicles_and_block()
+@pytest.mark.parametrize("identical", [True, False])
+def test_a_dense_block_of_identical_background_crops_is_flagged_as_a_group(identical):
+    X, shares, paths = _vehicles_and_block(identical=identical)
     det = GroupOutlierDetector().fit(X, vehicle_share=shares, paths=paths)
     block = np.arange(900, 1000)
     assert det.flags_[block].all() and not det.flags_[:900].any()
