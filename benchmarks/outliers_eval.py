@@ -1,32 +1,80 @@
-"""Evaluate the outlier step against injected bad images (precision, recall, precision@N).
+"""Evaluate the outlier step on junk it was not built from, at a realistic prevalence.
 
-Builds an image folder from the built-in demo data (``data/tiny-vehicles``,
-4,800 clean vehicle crops) plus known bad images:
+Two collections are built, a **development** part (used while the code was
+written) and a **held-out** part (run once the rules were fixed), each from
+its own half of the 4,800 real demo crops (``data/tiny-vehicles``, one
+daytime camera) and its own real photos. In each part, about 9% of the images
+are junk (``DEFECTS``), and a few hundred hard negatives must stay unflagged:
 
-- made from randomly chosen demo images (``--per-kind`` of each):
-  ``over-exposed`` (×2.5 gain + 40, clipped), ``dark`` (×0.2),
-  ``blurred`` (Gaussian blur, radius 3 px), ``background`` (a 25×25 corner
-  crop, where a vehicle crop shows road/background, upscaled to 100×100),
-  ``greyscale`` (luma only);
-- ``non-vehicle``: real photos shipped with scikit-image (``skimage.data``),
-  each as a whole-frame resize and as a centre crop, at 100×100.
+Junk (must be flagged)
+    ``background``   dense group: 50 crops of road/kerb from the corners of this
+                     part's bike and car crops, upscaled to 100×100 (the
+                     background texture of the same camera);
+    ``empty-frames`` dense group: 40 frames of one camera (folder ``cam_empty/``)
+                     showing an empty scene (dev: scikit-learn's ``china.jpg``,
+                     held-out: scikit-image's ``rocket``) with small shifts, gain drift,
+                     sensor noise and JPEG;
+    ``non-vehicle``  real photos shipped in scikit-image / scikit-learn (dev:
+                     astronaut, immunohistochemistry, chelsea, camera, coins;
+                     held-out: retina, hubble_deep_field, flower, moon, page), random
+                     crops at several scales;
+    ``over-exposed`` 30 crops: half a blown-out frame (gain 3-4, offset 60-90), half
+                     a sun-glare bloom whose clipped core covers the centre. (The first
+                     version, gain 2.2-3 and offset 30-60, left dark vehicles visible on a
+                     blown-out road -- like a studio shot, and by the object rule not
+                     over-exposed; it was replaced after the development run, before the
+                     held-out part was built.);
+    ``dark``         30 crops under-exposed so the object is hidden (×0.06-0.14, noise);
+    ``blurred``      30 crops: Gaussian blur (radius 2.5-4 px) or motion blur (9-13 px);
+    ``greyscale``    30 grey-scale (infra-red-like) frames, half with a small coloured
+                     time stamp (< 1% of the pixels).
 
-It then extracts descriptors with :func:`descluster.extract.extract_case` (all
-default backbones), reduces each kind as the pipeline does
-(:func:`descluster.preprocess.reduce_descriptor`, ``standard`` scaling, 90%
-variance), computes the pixel table, runs :func:`descluster.outliers.find_outliers`
-and prints, per injected kind, the recall of the flagged set and the share of
-that kind within the top N of the ranking (N = number injected), with the
-overall precision, recall and precision@N, and the clean images that were
-flagged. Results go to ``benchmarks/results/outliers_eval.json``.
+Hard negatives (must NOT be flagged; their colour is the hand label of the source)
+    ``night``        60 night-dark copies of hand-labelled vehicles under a street
+                     lamp (gamma 1.5, light falling off from the vehicle to 12% at the
+                     frame's edge, mean luma under 60, blue tint, sensor noise): dark
+                     frames whose vehicle is still visible;
+    ``studio``       40 studio-like copies: the vehicle cut out by its colour distance
+                     to the crop's border, on a pure white (255) backdrop with a
+                     white margin (a white-background studio shot);
+    ``clean``        every real crop of the part.
 
-Run: ``python benchmarks/outliers_eval.py [--workdir DIR] [--per-kind 25]``.
-The work folder is kept, so a second run reuses the extracted descriptors.
+Colour classes: demo crops labelled by eye (``benchmarks/data/tiny_vehicles_colours.csv``:
+white, silver, grey, black, red, blue, ...): 448 of 600 random non-motorbike crops
+(152 left out as ambiguous, e.g. trucks whose cab and load differ in colour), split
+into a development and a held-out half, and 51 of 60 motorbikes (development only,
+used to choose the colour weighting). Silver and grey count as one class.
+
+No threshold of the outlier step was set on these images: the rules' cuts come
+from robust statistics of each collection and from published values (see
+``descluster.outliers.quality``). The rules were revised after runs on the
+development part: grey-scale frames allow a 5% overlay (99th -> 95th percentile;
+the time stamps), sharpness is taken along the least sharp direction (motion
+blur), relative rules got an effect size (1/4 of the median) besides the robust
+z, studio backdrops are left out of entropy, clipping is weighed with the centre
+prior, all descriptor kinds must agree (was 2 of 3), and a "no vehicle" group
+does not flag members that show a vehicle themselves; the over-exposure
+generator was changed (above). The held-out part was built and run once after
+these changes (a later fix of the logit clip in ``vehicle.py`` left its flags
+unchanged). The colour-naming design (centre prior with the background at 0.1,
+lit-face quantile, the survey prototypes used) was chosen on the development
+labels; the held-out half measures it.
+
+Descriptors come from the same extractors as the tool
+(:func:`descluster.extract.extract_case`, all default backbones), reduced as the
+pipeline does (:func:`descluster.preprocess.reduce_descriptor`, ``standard``, 90%
+variance). The work folder (default ``benchmarks/.cache/outliers_eval``, git-ignored)
+keeps images, descriptors (per image content) and pixel tables, so a rerun only
+repeats the outlier step.
+
+Run: ``python benchmarks/outliers_eval.py [--parts development,held-out]``.
+Writes ``benchmarks/results/outliers_eval.json`` and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -34,190 +82,399 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "tiny-vehicles"
+LABELS = REPO / "benchmarks" / "data" / "tiny_vehicles_colours.csv"
 RESULTS = REPO / "benchmarks" / "results" / "outliers_eval.json"
 SIZE = (100, 100)
+PARTS = ("development", "held-out")
 
-PHOTOS = [
-    "astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
-    "colorwheel", "camera", "moon", "coins", "brick", "grass", "gravel", "clock", "page", "cell",
-]
-
-
-def _defects() -> dict:
-    """Kind -> function (PIL RGB 100×100 -> PIL RGB)."""
-
-    def over(im):
-        a = np.asarray(im, dtype=np.float64) * 2.5 + 40
-        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-
-    def dark(im):
-        return Image.fromarray((np.asarray(im, dtype=np.float64) * 0.2).astype(np.uint8))
-
-    def blur(im):
-        return im.filter(ImageFilter.GaussianBlur(3))
-
-    def background(im, _corner=[0]):
-        w, h = im.size
-        c = _corner[0] % 4
-        _corner[0] += 1
-        x = 0 if c in (0, 2) else w - w // 4
-        y = 0 if c in (0, 1) else h - h // 4
-        return im.crop((x, y, x + w // 4, y + h // 4)).resize(SIZE, Image.Resampling.BILINEAR)
-
-    def grey(im):
-        return im.convert("L").convert("RGB")
-
-    return {"over-exposed": over, "dark": dark, "blurred": blur, "background": background, "greyscale": grey}
+#: Per part: non-vehicle photos (skimage.data names, or "sklearn:<file>") and the empty camera scene.
+SOURCES = {
+    "development": {"photos": ["astronaut", "immunohistochemistry", "chelsea", "camera", "coins"],
+                    "empty_scene": "sklearn:china.jpg"},
+    "held-out": {"photos": ["retina", "hubble_deep_field", "sklearn:flower.jpg", "moon", "page"],
+                 "empty_scene": "rocket"},
+}
+COUNTS = {"background": 50, "empty-frames": 40, "over-exposed": 30, "dark": 30, "blurred": 30, "greyscale": 30,
+          "night": 60, "studio": 40}
+CROPS_PER_COLOUR_PHOTO, CROPS_PER_GREY_PHOTO = 8, 4
+DEFECTS = ("background", "empty-frames", "non-vehicle", "over-exposed", "dark", "blurred", "greyscale")
+NEGATIVES = ("clean", "night", "studio")
+#: Targets of issue 12.
+TARGETS = {"recall_per_kind": 0.9, "precision": 0.8, "max_false_flag_rate_per_colour": 0.02}
 
 
-def _photos() -> list[tuple[str, Image.Image]]:
-    import skimage.data
+# --------------------------------------------------------------------------- sources
+def _photo(name: str) -> Image.Image:
+    if name.startswith("sklearn:"):
+        from sklearn.datasets import load_sample_image
 
-    out = []
-    for name in PHOTOS:
+        a = load_sample_image(name.split(":", 1)[1])
+    else:
+        import skimage.data
+
         a = getattr(skimage.data, name)()
-        if a.dtype != np.uint8:
-            a = (a.astype(np.float64) / max(a.max(), 1) * 255).astype(np.uint8)
-        im = Image.fromarray(a).convert("RGB")
-        out.append((f"{name}_whole", im.resize(SIZE, Image.Resampling.LANCZOS)))
-        w, h = im.size
-        s = min(w, h) // 2
-        out.append((f"{name}_centre", im.crop(((w - s) // 2, (h - s) // 2, (w + s) // 2, (h + s) // 2)).resize(SIZE, Image.Resampling.LANCZOS)))
-    return out
+    if a.dtype != np.uint8:
+        a = (a.astype(np.float64) / max(float(a.max()), 1.0) * 255).astype(np.uint8)
+    return Image.fromarray(a).convert("RGB")
 
 
-def build_images(root: Path, per_kind: int, seed: int) -> dict[str, str]:
-    """Write clean + injected images under ``root``; return injected path -> kind."""
-    truth: dict[str, str] = {}
+def _is_grey(im: Image.Image) -> bool:
+    a = np.asarray(im, dtype=np.int16)
+    return int((a.max(axis=2) - a.min(axis=2)).max()) == 0
+
+
+def _part_of(path: str, labelled: dict[str, str]) -> str:
+    if path in labelled:
+        return labelled[path]
+    return PARTS[int(hashlib.sha1(path.encode()).hexdigest(), 16) % 2]
+
+
+def _save(im: Image.Image, dst: Path, quality: int = 92) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    im.convert("RGB").save(dst, quality=quality)
+
+
+# --------------------------------------------------------------------------- transforms
+def _over_global(im, rng):
+    a = np.asarray(im, dtype=np.float64) * rng.uniform(3.0, 4.0) + rng.uniform(60, 90)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _over_glare(im, rng):
+    a = np.asarray(im, dtype=np.float64)
+    h, w = a.shape[:2]
+    cy, cx = h / 2 + rng.uniform(-8, 8), w / 2 + rng.uniform(-8, 8)
+    r = rng.uniform(0.35, 0.5) * min(h, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    bloom = np.exp(-(((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2)))[..., None]
+    return Image.fromarray(np.clip(a + rng.uniform(300, 420) * bloom, 0, 255).astype(np.uint8))
+
+
+def _dark(im, rng):
+    a = np.asarray(im, dtype=np.float64) * rng.uniform(0.06, 0.14) + rng.normal(0, 1.5, (*im.size[::-1], 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _blur(im, rng, motion: bool):
+    if not motion:
+        return im.filter(ImageFilter.GaussianBlur(rng.uniform(2.5, 4.0)))
+    from scipy import ndimage
+
+    length = int(rng.integers(9, 14))
+    k = np.zeros((length, length))
+    k[length // 2, :] = 1.0
+    k = ndimage.rotate(k, rng.uniform(0, 180), reshape=False, order=1)
+    k /= k.sum()
+    a = np.asarray(im, dtype=np.float64)
+    out = np.stack([ndimage.convolve(a[..., c], k, mode="nearest") for c in range(3)], axis=-1)
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _greyscale(im, rng, stamp: bool):
+    g = im.convert("L").convert("RGB")
+    if stamp:  # a small yellow time stamp, as infra-red cameras overlay (< 1% of the pixels)
+        d = ImageDraw.Draw(g)
+        d.text((2, 2), f"{int(rng.integers(0, 24)):02d}:{int(rng.integers(0, 60)):02d}", fill=(255, 220, 0))
+    return g
+
+
+def _night(im, rng):
+    """A vehicle under a street lamp at night: light falls off from the vehicle to the frame's edge."""
+    a = (np.asarray(im, dtype=np.float64) / 255.0) ** 1.5
+    h, w = a.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r2 = ((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2
+    lamp = 0.12 + rng.uniform(0.55, 0.75) * np.exp(-r2 / (2 * 0.3**2))
+    a = a * lamp[..., None] * np.array([0.85, 0.92, 1.08]) * 255
+    lum = (a @ np.array([0.299, 0.587, 0.114])).mean()
+    a *= min(1.0, rng.uniform(40, 58) / max(lum, 1e-6))  # mean luma under 60: night-dark
+    a += rng.normal(0, 2.0, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _studio(im, rng):
+    """Vehicle cut out by colour distance to the border (CIELAB), on a white backdrop with a white margin."""
+    from skimage.color import rgb2lab
+
+    a = np.asarray(im, dtype=np.uint8)
+    lab = rgb2lab(a / 255.0)
+    border = np.concatenate([lab[:6].reshape(-1, 3), lab[-6:].reshape(-1, 3), lab[:, :6].reshape(-1, 3),
+                             lab[:, -6:].reshape(-1, 3)])
+    d = np.sqrt(((lab[..., None, :] - np.median(border, axis=0)) ** 2).sum(-1))[..., 0]
+    out = a.copy()
+    out[d < 14.0] = 255
+    canvas = Image.new("RGB", (int(im.width * 1.4), int(im.height * 1.4)), (255, 255, 255))
+    canvas.paste(Image.fromarray(out), ((canvas.width - im.width) // 2, (canvas.height - im.height) // 2))
+    return canvas.resize(SIZE, Image.Resampling.LANCZOS)
+
+
+def _background(im, rng):
+    w, h = im.size
+    s = int(rng.integers(22, 30))
+    corner = int(rng.integers(0, 4))
+    x = 0 if corner in (0, 2) else w - s
+    y = 0 if corner in (0, 1) else h - s
+    return im.crop((x, y, x + s, y + s)).resize(SIZE, Image.Resampling.BILINEAR)
+
+
+def _empty_frame(scene, rng):
+    w, h = scene.size
+    side = int(0.6 * min(w, h))
+    x0, y0 = (w - side) // 2 + int(rng.integers(-8, 9)), (h - side) // 2 + int(rng.integers(-8, 9))
+    a = np.asarray(scene.crop((x0, y0, x0 + side, y0 + side)).resize(SIZE, Image.Resampling.BILINEAR), dtype=np.float64)
+    a = a * rng.uniform(0.85, 1.15) + rng.normal(0, 3.0, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def _photo_crop(photo, rng):
+    w, h = photo.size
+    side = int(rng.uniform(0.3, 0.9) * min(w, h))
+    x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+    return photo.crop((x, y, x + side, y + side)).resize(SIZE, Image.Resampling.LANCZOS)
+
+
+# --------------------------------------------------------------------------- building
+def build_part(root: Path, part: str, seed: int) -> pd.DataFrame:
+    """Write the images of one part under ``root``; return the truth table (path, kind, junk, colour, source)."""
     labels = pd.read_csv(DEMO / "labels.csv")
-    for rel in labels["path"]:
-        dst = root / "clean" / rel
-        if not dst.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(DEMO / rel, dst)
-    rng = np.random.default_rng(seed)
-    defects = _defects()
-    sources = rng.choice(len(labels), size=per_kind * len(defects), replace=False)
-    for k, (kind, fn) in enumerate(defects.items()):
-        for j, i in enumerate(sources[k * per_kind : (k + 1) * per_kind]):
-            rel = f"injected/{kind}/{kind}_{j:03d}.jpg"
-            dst = root / rel
-            if not dst.exists():
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                fn(Image.open(DEMO / labels["path"][i]).convert("RGB")).save(dst, quality=92)
-            truth[rel] = kind
-    for name, im in _photos():
-        rel = f"injected/non-vehicle/{name}.jpg"
+    hand = pd.read_csv(LABELS)
+    hand = hand[hand["sample"].str.startswith("600")]  # the motorbike labels are for colour naming only
+    labelled = dict(zip(hand["path"], hand["part"]))
+    colour = dict(zip(hand["path"], hand["colour"].replace({"silver": "silver/grey", "grey": "silver/grey"})))
+    mine = [p for p in labels["path"] if _part_of(p, labelled) == part]
+    rng = np.random.default_rng(seed + (0 if part == PARTS[0] else 1000))
+    rows = []
+    for rel in mine:  # the real crops of this part
         dst = root / rel
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            im.save(dst, quality=92)
-        truth[rel] = "non-vehicle"
-    return truth
+            shutil.copyfile(DEMO / rel, dst)
+        rows.append((rel, "clean", False, colour.get(rel, ""), rel))
+    folders = sorted({p.split("/", 1)[0] for p in mine})
+
+    def make(kind: str, sources: list[str], fn, n: int) -> None:
+        pick = rng.choice(len(sources), size=n, replace=len(sources) < n)
+        for j, i in enumerate(pick):
+            src = sources[int(i)]
+            folder = src.split("/", 1)[0] if kind in ("night", "studio") else folders[int(rng.integers(len(folders)))]
+            rel = f"{folder}/{kind}_{j:03d}.jpg"
+            dst = root / rel
+            im = fn(Image.open(DEMO / src).convert("RGB"), j)
+            if not dst.exists():
+                _save(im, dst)
+            rows.append((rel, kind, kind in DEFECTS, colour.get(src, ""), src))
+
+    small = [p for p in mine if p.split("/", 1)[0] in ("bike", "car")]
+    make("background", small, lambda im, j: _background(im, rng), COUNTS["background"])
+    make("over-exposed", mine, lambda im, j: _over_global(im, rng) if j % 2 else _over_glare(im, rng), COUNTS["over-exposed"])
+    make("dark", mine, lambda im, j: _dark(im, rng), COUNTS["dark"])
+    make("blurred", mine, lambda im, j: _blur(im, rng, motion=bool(j % 2)), COUNTS["blurred"])
+    make("greyscale", mine, lambda im, j: _greyscale(im, rng, stamp=bool(j % 2)), COUNTS["greyscale"])
+    mine_labelled = [p for p in mine if p in colour]
+    make("night", mine_labelled, lambda im, j: _night(im, rng), COUNTS["night"])
+    make("studio", mine_labelled, lambda im, j: _studio(im, rng), COUNTS["studio"])
+
+    scene_name = SOURCES[part]["empty_scene"]
+    scene = _photo(scene_name)
+    for j in range(COUNTS["empty-frames"]):
+        rel = f"cam_empty/frame_{j:04d}.jpg"
+        im = _empty_frame(scene, rng)
+        if not (root / rel).exists():
+            _save(im, root / rel, quality=85)
+        rows.append((rel, "empty-frames", True, "", scene_name))
+    for name in SOURCES[part]["photos"]:
+        photo = _photo(name)
+        for j in range(CROPS_PER_GREY_PHOTO if _is_grey(photo) else CROPS_PER_COLOUR_PHOTO):
+            rel = f"{folders[int(rng.integers(len(folders)))]}/photo_{name.replace(':', '_').split('.')[0]}_{j}.jpg"
+            im = _photo_crop(photo, rng)
+            if not (root / rel).exists():
+                _save(im, root / rel)
+            rows.append((rel, "non-vehicle", True, "", name))
+    return pd.DataFrame(rows, columns=["path", "kind", "junk", "colour", "source"])
 
 
-def evaluate(table: pd.DataFrame, truth: dict[str, str]) -> dict:
-    """Precision/recall of ``flagged`` and precision@N of ``rank`` against ``truth``."""
-    kind = table["path"].map(truth).fillna("clean")
-    injected = kind != "clean"
-    flagged = table["flagged"].to_numpy(dtype=bool)
-    n_inj = int(injected.sum())
-    top = table["rank"].to_numpy() <= n_inj
-    tp = int((flagged & injected).sum())
-    out = {
-        "n_images": int(len(table)),
-        "n_injected": n_inj,
-        "n_flagged": int(flagged.sum()),
-        "precision": tp / max(int(flagged.sum()), 1),
-        "recall": tp / max(n_inj, 1),
-        "precision_at_n": int((top & injected).sum()) / max(n_inj, 1),
-        "per_kind": {},
+# --------------------------------------------------------------------------- scoring
+def evaluate(table: pd.DataFrame, truth: pd.DataFrame, quality: pd.DataFrame) -> dict:
+    """Recall per junk kind, precision of the flagged set, false flags per negative kind and colour class."""
+    t = table.merge(truth, on="path", how="left", validate="one_to_one")
+    flagged = t["flagged"].to_numpy(dtype=bool)
+    junk = t["junk"].to_numpy(dtype=bool)
+    tp = int((flagged & junk).sum())
+    out = {"n_images": int(len(t)), "n_junk": int(junk.sum()), "junk_share": float(junk.mean()),
+           "n_flagged": int(flagged.sum()), "precision": tp / max(int(flagged.sum()), 1), "recall": tp / max(int(junk.sum()), 1),
+           "per_kind": {}, "false_flags": {}, "false_flags_by_colour": {}}
+    by = t["flagged_by"].fillna("").astype(str)
+    for k in DEFECTS:
+        m = (t["kind"] == k).to_numpy()
+        if not m.any():
+            continue
+        how = by[m & flagged].str.split(";").explode().str.split(":").str[0].value_counts().to_dict()
+        out["per_kind"][k] = {"n": int(m.sum()), "recall": float((flagged & m).sum() / m.sum()),
+                              "flagged_by_family": {str(a): int(b) for a, b in how.items()},
+                              "missed": t.loc[m & ~flagged, "path"].head(8).tolist()}
+    for k in NEGATIVES:
+        m = (t["kind"] == k).to_numpy()
+        rules = by[m & flagged].str.split(";").explode().value_counts().head(8).to_dict()
+        out["false_flags"][k] = {"n": int(m.sum()), "flagged": int((flagged & m).sum()),
+                                 "rate": float((flagged & m).sum() / max(m.sum(), 1)), "by": rules,
+                                 "examples": t.loc[m & flagged, ["path", "reason"]].head(6).to_dict(orient="records")}
+    neg = t["kind"].isin(NEGATIVES).to_numpy()
+    for c in sorted(set(t.loc[neg & (t["colour"].fillna("") != ""), "colour"])):
+        m = neg & (t["colour"] == c).to_numpy()
+        out["false_flags_by_colour"][c] = {"n": int(m.sum()), "flagged": int((flagged & m).sum()),
+                                           "rate": float((flagged & m).sum() / m.sum())}
+    # colour names of the hand-labelled clean crops (the first-pass colour of the pixel table)
+    hand = pd.read_csv(LABELS)
+    q = quality[["path", "colour"]].merge(hand, on="path", suffixes=("_named", ""))
+    merge = {"silver": "silver/grey", "grey": "silver/grey"}
+    out["colour_naming"] = {}
+    for sample, g in q.groupby("sample"):
+        named, true = g["colour_named"].replace(merge), g["colour"].replace(merge)
+        out["colour_naming"][sample] = {"n": int(len(g)), "accuracy_silver_grey_as_one": float((named == true).mean()),
+                                        "confusion": {str(k): v for k, v in pd.crosstab(true, named).to_dict().items()}}
+    out["targets"] = {
+        "recall_per_kind": all(v["recall"] >= TARGETS["recall_per_kind"] for v in out["per_kind"].values()),
+        "precision": out["precision"] >= TARGETS["precision"],
+        "false_flags_per_colour": all(v["rate"] <= TARGETS["max_false_flag_rate_per_colour"]
+                                      for v in out["false_flags_by_colour"].values()),
     }
-    for k in sorted(set(truth.values())):
-        m = (kind == k).to_numpy()
-        out["per_kind"][k] = {
-            "n": int(m.sum()),
-            "recall": float((flagged & m).sum() / max(m.sum(), 1)),
-            "in_top_n": float((top & m).sum() / max(m.sum(), 1)),
-            "missed": table.loc[m & ~flagged, "path"].tolist(),
-        }
-    fp = table.loc[flagged & ~injected.to_numpy(), ["path", "rank", "flagged_by", "reason"]]
-    out["flagged_clean"] = fp.sort_values("rank").to_dict(orient="records")
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/descluster_outliers_eval"))
-    parser.add_argument("--per-kind", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preprocessing", default="standard")
-    args = parser.parse_args()
+def _sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
 
+
+def cached_descriptors(images: Path, paths: list[str], cache: Path) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Descriptors and ImageNet rows of ``paths``, extracted once per image content (sha1) and kept in ``cache``.
+
+    Images not in the cache are copied to a temporary folder (same relative paths)
+    and run through :func:`descluster.extract.extract_case`; so regenerating a few
+    injected images does not re-extract the whole collection.
+    """
     from descluster.extract import extract_case
-    from descluster.io.atomic import write_json
+
+    cache.mkdir(parents=True, exist_ok=True)
+    keys_file = cache / "keys.csv"
+    keys = pd.read_csv(keys_file)["sha1"].tolist() if keys_file.exists() else []
+    mats = {f.stem: np.load(f) for f in cache.glob("*.npy")}
+    net = pd.read_csv(cache / "imagenet.csv") if (cache / "imagenet.csv").exists() else pd.DataFrame()
+    digests = [_sha1(images / p) for p in paths]
+    known = set(keys)
+    todo = sorted({(d, p) for d, p in zip(digests, paths) if d not in known}, key=lambda x: x[1])
+    todo = list({d: p for d, p in todo}.items())
+    if todo:
+        tmp = cache / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for _, p in todo:
+            (tmp / "images" / p).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(images / p, tmp / "images" / p)
+        extract_case(tmp / "images", tmp / "case", progress=True)
+        got = pd.read_csv(tmp / "case" / "images_paths.csv")["paths"].astype(str).tolist()
+        by_path = {p: d for d, p in todo}
+        new_keys = [by_path[p] for p in got]
+        for f in sorted((tmp / "case" / "descriptors").glob("*.npy")):
+            X = np.load(f)
+            mats[f.stem] = np.vstack([mats[f.stem], X]) if f.stem in mats else X
+            np.save(cache / f.name, mats[f.stem])
+        rows = pd.read_csv(tmp / "case" / "meta" / "imagenet.csv").drop(columns=["path"])
+        net = pd.concat([net, rows], ignore_index=True)
+        net.to_csv(cache / "imagenet.csv", index=False)
+        keys += new_keys
+        pd.DataFrame({"sha1": keys}).to_csv(keys_file, index=False)
+        shutil.rmtree(tmp)
+    row = {k: i for i, k in enumerate(keys)}
+    idx = np.array([row[d] for d in digests])
+    imagenet = net.iloc[idx].reset_index(drop=True)
+    imagenet.insert(0, "path", paths)
+    return {k: v[idx] for k, v in mats.items()}, imagenet
+
+
+def run_part(work: Path, part: str, seed: int) -> dict:
     from descluster.io.images import ImageSource
     from descluster.outliers import find_outliers, image_quality_table
     from descluster.preprocess import reduce_descriptor
 
+    images = work / part / "images"
     timings = {}
-    images = args.workdir / "images"
-    case_dir = args.workdir / "case"
-    truth = build_images(images, args.per_kind, args.seed)
-    t = time.perf_counter()
-    extract_case(images, case_dir, progress=True)
-    timings["extract_s"] = time.perf_counter() - t
-    paths = pd.read_csv(case_dir / "images_paths.csv")["paths"].astype(str).tolist()
-    imagenet_file = case_dir / "meta" / "imagenet.csv"
-    imagenet = pd.read_csv(imagenet_file) if imagenet_file.exists() else None
-
-    t = time.perf_counter()
-    spaces = {}
-    for f in sorted((case_dir / "descriptors").glob("*.npy")):
-        X = np.load(f, allow_pickle=False)
-        spaces[f.stem] = reduce_descriptor(X, args.preprocessing, 0.90, descriptor=f.stem).X
-    timings["reduce_s"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    quality = image_quality_table(ImageSource(images), paths, progress=True, n_jobs=2)
-    timings["quality_s"] = time.perf_counter() - t
-    t = time.perf_counter()
-    rep = find_outliers(spaces, paths, quality=quality, imagenet=imagenet, random_state=args.seed, progress=True)
-    timings["outliers_s"] = time.perf_counter() - t
-
-    res = evaluate(rep.table, truth)
-    # ablations: what each family of checks finds on its own
-    by = rep.table["flagged_by"].fillna("")
-    only_desc = find_outliers(spaces, paths, random_state=args.seed, progress=False).table
-    res["descriptor_only"] = {k: v for k, v in evaluate(only_desc, truth).items() if k != "flagged_clean"}
-    res["pixel_flag_count"] = int(by.str.contains("pixel:").sum())
+    t0 = time.perf_counter()
+    truth = build_part(images, part, seed)
+    timings["build_s"] = time.perf_counter() - t0
+    paths = sorted(truth["path"])
+    t0 = time.perf_counter()
+    raw, imagenet = cached_descriptors(images, paths, work / "descriptor_cache")
+    timings["extract_s"] = time.perf_counter() - t0
+    qfile = work / part / "quality.csv"
+    t0 = time.perf_counter()
+    if qfile.exists():
+        quality = pd.read_csv(qfile, keep_default_na=False, na_values=[""])
+        quality["readable"] = quality["readable"].astype(bool)
+    else:
+        quality = image_quality_table(ImageSource(images), paths, progress=True, n_jobs=2)
+        quality.to_csv(qfile, index=False)
+    timings["quality_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    spaces = {k: reduce_descriptor(X, "standard", 0.90, descriptor=k).X for k, X in sorted(raw.items())}
+    timings["reduce_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rep = find_outliers(spaces, paths, quality=quality, imagenet=imagenet, random_state=seed, progress=False)
+    timings["outliers_s"] = time.perf_counter() - t0
+    res = evaluate(rep.table, truth, quality)
+    groups = []
+    for space, det in rep.groups.items():
+        g = det.groups_[det.groups_["flagged"]]
+        for r in g.itertuples():
+            labels = det.sub_labels_ if r.level == "sub-cluster" else None
+            members = [paths[i] for i in np.flatnonzero(labels == r.group)] if labels is not None else []
+            kinds = truth.set_index("path").loc[members, "kind"].value_counts().to_dict() if members else {}
+            groups.append({"space": space, "level": r.level, "group": int(r.group), "size": int(r.size),
+                           "reason": r.reason, "members_by_kind": kinds})
+    res["flagged_groups"] = groups
     res["thresholds"] = rep.thresholds
     res["flag_rule"] = rep.flag_rule
     res["spaces"] = {k: list(v.shape) for k, v in spaces.items()}
     res["timings"] = {k: round(v, 1) for k, v in timings.items()}
-    res["settings"] = {"per_kind": args.per_kind, "seed": args.seed, "preprocessing": args.preprocessing}
-    write_json(RESULTS, res)
+    rep.table.merge(truth, on="path").to_csv(work / part / "outliers_scored.csv", index=False)
+    return res
 
-    print(f"\n{res['n_images']:,} images, {res['n_injected']} injected; spaces {res['spaces']}")
-    print(f"{'kind':<14}{'n':>5}{'recall':>9}{'in top N':>10}  (descriptor-only recall)")
-    for k, v in res["per_kind"].items():
-        d = res["descriptor_only"]["per_kind"][k]["recall"]
-        print(f"{k:<14}{v['n']:>5}{v['recall']:>9.2f}{v['in_top_n']:>10.2f}  ({d:.2f})")
-    print(f"flagged {res['n_flagged']}: precision {res['precision']:.3f}, recall {res['recall']:.3f}, "
-          f"precision@N {res['precision_at_n']:.3f}")
-    print(f"descriptor-only: flagged {res['descriptor_only']['n_flagged']}, precision "
-          f"{res['descriptor_only']['precision']:.3f}, recall {res['descriptor_only']['recall']:.3f}")
-    print(f"clean images flagged ({len(res['flagged_clean'])}):")
-    for r in res["flagged_clean"][:30]:
-        print(f"  {r['path']}: {r['reason']}  [{r['flagged_by']}]")
-    for k, v in res["per_kind"].items():
-        if v["missed"]:
-            print(f"missed {k}: {v['missed'][:10]}")
-    print(json.dumps(res["timings"]))
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / ".cache" / "outliers_eval")
+    parser.add_argument("--parts", default=",".join(PARTS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from descluster.io.atomic import write_json
+
+    parts = [p for p in args.parts.split(",") if p]
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    res = {"parts": {k: v for k, v in old.get("parts", {}).items() if k in PARTS}, "targets": TARGETS,
+           "settings": {"seed": args.seed, "counts": COUNTS, "sources": SOURCES}}
+    for part in parts:
+        res["parts"][part] = run_part(args.workdir, part, args.seed)
+    write_json(RESULTS, res)
+    for part, r in res["parts"].items():
+        print(f"\n== {part}: {r['n_images']:,} images, {r['n_junk']} junk ({r['junk_share']:.1%}); "
+              f"flagged {r['n_flagged']}: precision {r['precision']:.3f}, recall {r['recall']:.3f}")
+        print(f"{'junk kind':<14}{'n':>5}{'recall':>8}  flagged by (families)")
+        for k, v in r["per_kind"].items():
+            print(f"{k:<14}{v['n']:>5}{v['recall']:>8.2f}  {v['flagged_by_family']}")
+        print(f"{'negatives':<14}{'n':>5}{'flagged':>8}{'rate':>8}  top rules")
+        for k, v in r["false_flags"].items():
+            print(f"{k:<14}{v['n']:>5}{v['flagged']:>8}{v['rate']:>8.1%}  {v['by']}")
+        print(f"{'colour class':<14}{'n':>5}{'flagged':>8}{'rate':>8}")
+        for k, v in r["false_flags_by_colour"].items():
+            print(f"{k:<14}{v['n']:>5}{v['flagged']:>8}{v['rate']:>8.1%}")
+        for sample, v in r["colour_naming"].items():
+            print(f"colour names right (silver = grey) on {v['n']} hand-labelled crops of '{sample}': "
+                  f"{v['accuracy_silver_grey_as_one']:.1%}")
+        print("targets met:", r["targets"])
+        print(json.dumps(r["timings"]))
 
 
 if __name__ == "__main__":

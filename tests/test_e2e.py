@@ -64,7 +64,10 @@ def test_cnn_clustering_recovers_vehicle_types(run_out):
 
 def test_outliers_table_and_manifest(run_out):
     out = pd.read_csv(run_out / "outliers.csv")
-    assert {"path", "score", "rank", "flagged", "reason"} <= set(out.columns)
+    assert {"path", "score", "rank", "flagged", "reason", "group_flagged", "group"} <= set(out.columns)
+    facts = pd.read_csv(run_out / "cluster_facts.csv")
+    assert {"colour", "colours", "distinctive", "no_vehicle", "description"} <= set(facts.columns)
+    assert not facts.astype(str).apply(lambda c: c.str.contains("imagenet_[0-9]", regex=True)).any().any()
     assert sorted(out["rank"]) == list(range(1, len(out) + 1))
     man = json.loads((run_out / "manifest.json").read_text())
     assert man["case"]["n_images"] == 240

@@ -1,4 +1,4 @@
-"""Cluster facts and automatic drafts on a fixture with known colours, classes, light and labels."""
+"""Cluster facts and automatic drafts on fixtures with known colours, classes, light, folders and labels."""
 
 from __future__ import annotations
 
@@ -7,8 +7,20 @@ import pandas as pd
 import pytest
 
 from descluster.errors import ParameterError
-from descluster.interpret import centroid_distances, cluster_facts, colour_name, describe, light_cue, sample_colours
+from descluster.interpret import (centroid_distances, cluster_facts, describe, distinctive_words, light_cue,
+                                  sample_colours)
 from descluster.results import Choice, ReducedSpace, RunResult
+
+
+def _run(labels, quality, imagenet, paths=None, label_table=None, X=None) -> RunResult:
+    n = len(labels)
+    X = np.zeros((n, 2), dtype=np.float32) if X is None else X
+    space = ReducedSpace("d", "none", X, np.array([0.6, 0.4]), 2, 0.9)
+    choice = Choice("d", "none", "kmeans", int(labels.max()) + 1, labels, "fixed", pd.DataFrame({"k": [3]}))
+    return RunResult(paths=paths or [f"img/{i}.jpg" for i in range(n)], spaces={space.key: space},
+                     choices={choice.key: choice}, study=pd.DataFrame(), comparison=pd.DataFrame(),
+                     recommended=choice.key, recommendation="", per_descriptor={"d": choice.key},
+                     quality=quality, imagenet=imagenet, labels=label_table)
 
 
 def _result(quality_columns=("colour", "mean_luminance")) -> RunResult:
@@ -16,7 +28,7 @@ def _result(quality_columns=("colour", "mean_luminance")) -> RunResult:
     labels = np.array([0] * 10 + [1] * 5 + [2] * 5)
     colours = ["white"] * 8 + ["red"] * 2 + ["black"] * 5 + ["red", "blue", "green", "grey", "white"]
     luma = [180.0] * 10 + [30.0] * 5 + [80.0] * 5
-    classes = ["minivan"] * 6 + ["moving van"] * 3 + ["cab"] + ["sports car"] * 5 + ["jeep"] * 5
+    classes = ["minivan"] * 6 + ["moving van"] * 3 + ["cab"] + ["sports car"] * 5 + ["imagenet_609"] * 5
     vtype = ["van"] * 9 + ["car"] + ["car"] * 5 + ["car", "truck", "bus", "van", "bike"]
     quality = pd.DataFrame({quality_columns[0]: colours, quality_columns[1]: luma,
                             "width": [200] * 15 + [100] * 5, "height": [100] * 20})
@@ -26,33 +38,69 @@ def _result(quality_columns=("colour", "mean_luminance")) -> RunResult:
     X[:10, 0] = np.arange(10)  # cluster 0 spread along x: distances 0..4.5 from its mean 4.5
     X[10:15] = [5.0, 5.0]
     X[15:] = [[-10, 0], [-10, 2], [-10, 4], [-10, 6], [-10, 8]]
-    space = ReducedSpace("d", "none", X, np.array([0.6, 0.4]), 2, 0.9)
-    choice = Choice("d", "none", "kmeans", 3, labels, "fixed", pd.DataFrame({"k": [3]}))
-    return RunResult(paths=[f"img/{i}.jpg" for i in range(20)], spaces={space.key: space},
-                     choices={choice.key: choice}, study=pd.DataFrame(), comparison=pd.DataFrame(),
-                     recommended=choice.key, recommendation="", per_descriptor={"d": choice.key},
-                     quality=quality, imagenet=imagenet, labels=pd.DataFrame({"vehicle_type": vtype}))
+    return _run(labels, quality, imagenet, label_table=pd.DataFrame({"vehicle_type": vtype}), X=X)
 
 
-def test_drafts_name_colours_classes_light_and_purity():
+def test_drafts_name_the_majority_colour_classes_light_and_purity():
     facts = cluster_facts(_result()).set_index("cluster")
     assert facts["size"].tolist() == [10, 5, 5]
     np.testing.assert_allclose(facts["share"], [0.5, 0.25, 0.25])
     d0 = facts.loc[0, "description"]
-    assert d0.startswith("Mostly white vehicles (minivan 60%, moving van 30%), bright daylight")
-    assert "90% of images share one vehicle_type (van)" in d0
-    assert "Typical size 200×100 px" in d0
+    assert d0.startswith("Mostly white vehicles (white 80%, red 20%), bright daylight; ImageNet: minivan 60%, moving van 30%.")
+    assert "90% of images share one vehicle_type (van)" in d0 and "typical size 200×100 px" in d0
     d1 = facts.loc[1, "description"]
-    assert "mostly black vehicles (sports car 100%)" in d1.lower() and "night-like" in d1
+    assert d1.startswith("Mostly black vehicles (black 100%), night-like; ImageNet: sports car 100%.")
     d2 = facts.loc[2, "description"]
-    assert d2.startswith("Vehicles of mixed colours (red 20%, blue 20%, green 20%), ImageNet top-1 jeep 100%")
-    assert "dim light" in d2 and "20% of images share one vehicle_type" in d2
-    assert "ImageNet sees a vehicle in only 20% of images" in d2
+    assert d2.startswith("Vehicles of mixed colours, most often red (red 20%, blue 20%, green 20%), dim light")
+    assert "ImageNet: jeep 100%" in d2 and "imagenet_" not in " ".join(facts["description"])  # old placeholders named
     assert facts.loc[0, "colour"] == "white" and facts.loc[0, "colour_share"] == pytest.approx(0.8)
     assert facts.loc[0, "aspect"] == pytest.approx(2.0) and facts.loc[2, "aspect"] == pytest.approx(1.0)
     assert facts.loc[1, "luminance"] == pytest.approx(30.0)
     assert facts.loc[0, "dist_median"] == pytest.approx(2.5)  # |0..9 - 4.5| -> median 2.5
     assert facts.loc[1, "dist_p90"] == pytest.approx(0.0)
+    assert not facts["no_vehicle"].any()  # 3 clusters: 0.2 is not far enough below 0.9 to be "no vehicle"
+
+
+def test_distinctive_words_are_over_represented_with_both_shares():
+    facts = cluster_facts(_result()).set_index("cluster")
+    # the vans' sentence already says white and daylight; what else sets them apart is minivan (60% vs 30%)
+    assert facts.loc[0, "distinctive"].startswith("minivan 60% (30% overall)")
+    assert "Sets it apart: minivan 60% (30% overall)" in facts.loc[0, "description"]
+    assert "white" not in facts.loc[0, "distinctive"]
+
+
+def test_ctfidf_known_answer():
+    # two clusters of 4: folder a/ only in cluster 0, colour red in both
+    words = {"folder": pd.Series(["a/", "a/", "a/", "a/", "b/", "b/", "c/", "c/"]),
+             "colour": pd.Series(["red"] * 8)}
+    out = distinctive_words(words, np.array([0, 0, 0, 0, 1, 1, 1, 1]))
+    facet, word, score, share, overall = out[0][0]
+    # tf = 4 / 8 words of cluster 0; A = 8 words per cluster; f(a/) = 4 -> 0.5 * log(1 + 8 / 4)
+    assert (facet, word, share, overall) == ("folder", "a/", 1.0, 0.5) and score == pytest.approx(0.5 * np.log(3))
+    assert all(w != "red" for _, w, *_ in out[0] + out[1])  # in every cluster: sets none apart
+
+
+def test_no_vehicle_cluster_is_named_so():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(8), 20)
+    shares = np.clip(rng.normal(0.8, 0.05, labels.size), 0, 1)
+    shares[labels == 7] = rng.uniform(0.0, 0.03, 20)  # road crops: the head sees no vehicle
+    quality = pd.DataFrame({"colour": ["grey"] * labels.size, "mean_luminance": 150.0})
+    imagenet = pd.DataFrame({"top1_class": ["cab"] * 140 + ["manhole cover"] * 20, "vehicle_share": shares})
+    facts = cluster_facts(_run(labels, quality, imagenet)).set_index("cluster")
+    assert facts["no_vehicle"].tolist() == [False] * 7 + [True]
+    d = facts.loc[7, "description"]
+    assert d.startswith("No vehicle: mostly grey images (grey 100%), median ImageNet vehicle share 2%")
+    assert "manhole cover 100% (12% overall)" in d and "vehicles" not in d
+
+
+def test_folder_sets_a_cluster_apart():
+    labels = np.array([0] * 6 + [1] * 6)
+    paths = [f"cam1/{i}.jpg" for i in range(6)] + [f"cam2/{i}.jpg" for i in range(3)] + [f"cam1/x{i}.jpg" for i in range(3)]
+    quality = pd.DataFrame({"colour": ["white"] * 12})
+    facts = cluster_facts(_run(labels, quality, None, paths=paths)).set_index("cluster")
+    assert facts.loc[1, "distinctive"] == "folder cam2/ 50% (25% overall)"
+    assert facts.loc[0, "folder"] == "cam1/" and facts.loc[0, "folder_share"] == 1.0
 
 
 def test_alternative_column_names_and_0_1_luminance():
@@ -73,10 +121,7 @@ def test_without_tables_and_noise():
     assert "colour" not in facts.columns
 
 
-def test_colour_and_light_helpers():
-    assert colour_name((250, 250, 250)) == "white"
-    assert colour_name((200, 20, 25)) == "red"
-    assert colour_name((10, 10, 10)) == "black"
+def test_light_cue():
     assert [light_cue(v) for v in (200, 110, 80, 10)] == ["bright daylight", "bright daylight", "dim light",
                                                           "night-like"]
 
@@ -103,4 +148,4 @@ def test_centroid_distances_with_given_centroids():
 def test_unknown_key():
     with pytest.raises(ParameterError, match="key='nope'"):
         cluster_facts(_result(), key="nope")
-    assert describe({"cluster": 0}) == "Images."
+    assert describe({"cluster": 0}) == "Vehicles."

@@ -1,4 +1,4 @@
-"""Tests of the pixel facts and pixel rules."""
+"""Tests of the pixel facts (measured on the object) and the pixel rules (thresholds from the data)."""
 
 import io
 
@@ -9,7 +9,8 @@ from PIL import Image
 
 from descluster.errors import ParameterError
 from descluster.io.images import ImageSource
-from descluster.outliers.quality import image_quality_table, quality_flags
+from descluster.outliers.pixels import apply_levels, collection_levels, image_facts, image_quality_table
+from descluster.outliers.quality import quality_flags
 
 
 def _noise_image(seed, size=(64, 64)):
@@ -18,6 +19,15 @@ def _noise_image(seed, size=(64, 64)):
     img = Image.fromarray(base).resize(size, Image.Resampling.NEAREST)
     arr = np.asarray(img).astype(np.int16) + rng.integers(-20, 20, size=(size[1], size[0], 3))
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _car_on(background, body, size=64):
+    """A 'car': a body-coloured box with dark windows and wheels, on a background image."""
+    a = np.asarray(background).astype(np.int16)
+    a[10:54, 6:58] = np.asarray(body) + np.random.default_rng(0).integers(-12, 13, (44, 52, 1))  # paint with texture
+    a[16:24, 14:50] = (25, 25, 30)
+    a[48:54, 10:20] = a[48:54, 44:54] = (15, 15, 15)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +49,17 @@ def folder(tmp_path_factory):
     _noise_image(6).convert("CMYK").save(root / "cmyk.jpg")
     Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 15)).save(root / "i16.png")
     _noise_image(7).convert("L").save(root / "grey.png")
+    _noise_image(8).convert("L").convert("RGB").save(root / "grey_rgb.jpg", quality=85)  # RGB file, equal channels
     (root / "copy.png").write_bytes((root / "ok0.png").read_bytes())
-    names += ["white.png", "black.png", "empty.jpg", "half.jpg", "rgba.png", "cmyk.jpg", "i16.png", "grey.png", "copy.png"]
+    _car_on(_noise_image(9), (128, 128, 130)).save(root / "grey_car.png")  # a grey car on a colourful background
+    studio = _car_on(Image.new("RGB", (64, 64), (255, 255, 255)), (190, 30, 30))
+    studio.save(root / "studio.png")  # a red car on a clipped white backdrop
+    night = (np.asarray(_noise_image(10), dtype=np.float64) / 255) ** 2.2 * 255  # dark, detail kept
+    Image.fromarray(night.astype(np.uint8)).save(root / "night.png")
+    hidden = np.asarray(_noise_image(11), dtype=np.float64) * 0.08  # the object is lost in darkness
+    Image.fromarray(hidden.astype(np.uint8)).save(root / "hidden.png")
+    names += ["white.png", "black.png", "empty.jpg", "half.jpg", "rgba.png", "cmyk.jpg", "i16.png", "grey.png",
+              "grey_rgb.jpg", "copy.png", "grey_car.png", "studio.png", "night.png", "hidden.png"]
     return root, names
 
 
@@ -67,45 +86,94 @@ def test_odd_modes_give_sane_rows(table):
         assert row["readable"] and (row["width"], row["height"]) == (64, 64), name
         assert 0 <= row["mean_luminance"] <= 255 and 0 <= row["entropy"] <= 8
         assert len(row["phash"]) == 16 and len(row["sha1"]) == 40
+
+
+def test_greyscale_means_equal_channels_over_the_whole_frame(table):
+    t = table.set_index("path")
     assert t.loc["grey.png", "greyscale"] and t.loc["i16.png", "greyscale"]
+    assert t.loc["grey_rgb.jpg", "greyscale"]  # an RGB JPEG with equal channels (decoding rounds by +-1)
+    assert not t.loc["grey_car.png", "greyscale"]  # a grey car on a colourful background is not a grey frame
+    assert t.loc["grey_car.png", "colour"] == "grey"
     assert not t.loc["ok0.png", "greyscale"]
 
 
 def test_known_facts(table):
     t = table.set_index("path")
     assert t.loc["white.png", "saturated_share"] == 1.0 and t.loc["white.png", "bright_blob_share"] == 1.0
+    assert t.loc["white.png", "object_saturated_share"] == pytest.approx(1.0)
     assert t.loc["white.png", "colour"] == "white" and t.loc["black.png", "colour"] == "black"
     assert t.loc["black.png", "mean_luminance"] == pytest.approx(3.0, abs=0.01)
     assert t.loc["black.png", "entropy"] == 0.0 and t.loc["black.png", "laplacian_var"] == 0.0
     assert t.loc["ok0.png", "sha1"] == t.loc["copy.png", "sha1"]
+    # the studio backdrop is clipped, the car is not: exposure is measured on the object
+    assert t.loc["studio.png", "saturated_share"] > 0.4 and t.loc["studio.png", "object_saturated_share"] < 0.2
+    assert t.loc["studio.png", "colour"] == "red"
 
 
-def test_rules_flag_with_reasons(table):
-    v = quality_flags(table)
+def test_rules_flag_with_reasons_and_thresholds(table):
+    v = quality_flags(table, max_share=0.2)  # 5 of the 42 readable frames have equal channels
     reason = dict(zip(table["path"], v.reasons))
-    assert reason["white.png"].startswith("over-exposed: 100% saturated pixels")
-    assert "dark: mean luminance 3/255" in reason["black.png"]
+    assert reason["white.png"].startswith("over-exposed: 100% of the object clipped")
     assert "low information: entropy 0.0 bits" in reason["black.png"]
+    assert reason["hidden.png"].startswith("dark, object hidden")
     assert reason["empty.jpg"].startswith("unreadable:")
-    assert "grey-scale/infra-red frame" in reason["grey.png"]
-    ok = [reason[f"ok{i}.png"] for i in range(30)]
-    assert ok == [""] * 30
+    assert "grey-scale frame (equal channels)" in reason["grey.png"] and "grey-scale" in reason["grey_rgb.jpg"]
+    for name in ["grey_car.png", "studio.png", "night.png"] + [f"ok{i}.png" for i in range(30)]:
+        assert reason[name] == "", name  # a grey car, a studio shot, a night frame with detail: not defects
     notes = dict(zip(table["path"], v.notes))
     assert notes["copy.png"] == "exact duplicate of ok0.png"
-    assert v.exact_group[0] == v.exact_group[-1] >= 0
-    assert set(v.thresholds) >= {"over-exposed", "dark", "blurred", "unreadable"}
+    assert v.exact_group[0] == v.exact_group[table["path"].tolist().index("copy.png")] >= 0
+    assert set(v.thresholds) >= {"over-exposed", "dark", "blurred", "unreadable", "property:night", "colour:levels"}
+    assert "object_p95_luminance <= 42" in v.thresholds["dark"] and "of 42 flagged" in v.thresholds["dark"]
+    assert "robust z of log below -3.5" in v.thresholds["blurred"] and "under 0.25 × the median" in v.thresholds["blurred"]
+    assert "night-like" in v.thresholds["property:night"]
 
 
-def test_no_vehicle_rule(table):
-    imagenet = pd.DataFrame({"path": ["ok1.png", "ok2.png"], "vehicle_share": [0.03, 0.9]})
+def test_a_rule_that_would_flag_too_many_says_so(table):
+    v = quality_flags(table, max_share=0.05)  # 5 grey-scale frames of 42 readable (12%) > 5%
+    assert "greyscale" in v.held_back and not v.flags["greyscale"].any()
+    assert "would flag 5 of 42 readable images (12%), more than 5%" in v.thresholds["greyscale"]
+    assert "property of this collection, not flagged" in v.thresholds["greyscale"]
+
+
+def test_no_vehicle_rule_is_relative_and_absolute(table):
+    n = len(table)
+    shares = np.random.default_rng(0).uniform(0.3, 0.99, n)
+    shares[1], shares[2] = 0.001, 0.45  # 0.45 is below 0.5 but not far below the others
+    imagenet = pd.DataFrame({"path": table["path"], "vehicle_share": shares})
     v = quality_flags(table, imagenet=imagenet)
     reason = dict(zip(table["path"], v.reasons))
-    assert reason["ok1.png"] == "no vehicle: 3%" and reason["ok2.png"] == ""
+    assert reason["ok1.png"] == "no vehicle: 0%" and reason["ok2.png"] == "" and reason["ok3.png"] == ""
+    assert v.thresholds["no-vehicle"].startswith("pixel:no-vehicle (advisory): vehicle share <")
+
+
+def test_camera_levels_stretch_a_hazy_collection():
+    rng = np.random.default_rng(0)
+    t = pd.DataFrame({"readable": True, "p1_r": rng.uniform(20, 40, 50), "p1_g": rng.uniform(25, 45, 50),
+                      "p1_b": rng.uniform(25, 45, 50), "p99_r": rng.uniform(200, 235, 50),
+                      "p99_g": rng.uniform(205, 240, 50), "p99_b": rng.uniform(205, 240, 50)})
+    levels, text = collection_levels(t)
+    assert levels.shape == (2, 3) and 20 < levels[0, 0] < 25 and 230 < levels[1, 1] < 240
+    assert text.startswith("camera levels: black point RGB")
+    lo, hi = levels
+    np.testing.assert_array_equal(apply_levels(np.array([lo, hi]).round(), levels), [[0, 0, 0], [255, 255, 255]])
+    assert collection_levels(t.iloc[:5])[0] is None  # too few images
+    t[["p1_r", "p1_g", "p1_b"]] = 0.0
+    t[["p99_r", "p99_g", "p99_b"]] = 255.0
+    assert collection_levels(t)[0] is None and "not needed" in collection_levels(t)[1]
+
+
+def test_image_facts_of_a_pink_square():
+    img = Image.new("RGB", (64, 64), (30, 120, 200))
+    img.paste((255, 150, 190), (16, 16, 48, 48))
+    assert image_facts(img)["colour"] == "pink"
 
 
 def test_bad_parameter(table):
     with pytest.raises(ParameterError, match="max_aspect"):
         quality_flags(table, max_aspect=0.5)
+    with pytest.raises(ParameterError, match="max_share"):
+        quality_flags(table, max_share=0.0)
 
 
 @pytest.mark.slow

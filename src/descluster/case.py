@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import CaseError, UnsafePathError
+from .extract.imagenet import readable_class_names
 from .io.descriptors import (
     CACHE_DIRNAME,
     DESCRIPTOR_SUFFIXES,
@@ -627,4 +628,6 @@ def _load_imagenet(
         notes.append(f"{f}: has no 'path' column and {len(table):,} rows for {n_total:,} images; ignored")
         return None
     aligned.insert(0, "path", list(paths))
+    for col in [c for c in aligned.columns if str(c).endswith("_class")]:  # older cases wrote imagenet_<index>
+        aligned[col] = readable_class_names(aligned[col].fillna(""))
     return aligned

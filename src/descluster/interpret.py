@@ -1,18 +1,37 @@
-"""Measurable facts about each cluster, and an automatic one–two sentence draft.
+"""Measurable facts about each cluster, and an automatic one–two sentence draft that discriminates.
 
 The draft is a starting point for the person naming the cluster, built only
 from facts that are computed here and shown beside it:
 
-- dominant colour names (``quality.colour_name`` or ``quality.colour``; or, when the quality table is
-  absent and images are given, the nearest colour of a small named palette to
-  the median pixel of a sample of thumbnails, see :func:`colour_name`);
-- brightness and a time-of-day cue from the mean luminance
-  (``quality.luminance_mean`` or ``mean_luminance``, ITU-R BT.601 luma, 0–255): ``>= 110`` "bright daylight", ``>= 60`` "dim light", else "night-like";
-- the most common ImageNet top-1 classes (``imagenet.top1_class``) and the mean
-  ImageNet vehicle share (``imagenet.vehicle_share``);
-- median image size and aspect ratio (``quality.width/height``);
-- label purity for every label column (share of the most common value);
-- spread: distances of members to the cluster centre in the reduced space.
+- the **object colour** of its images (``quality.colour``: the vehicle's colour
+  named by :func:`descluster.palette.name_object`, weighted to the centre of the
+  crop, after the camera levels; see :mod:`descluster.outliers.pixels`), always
+  the majority colour first; or, when the pixel table is absent and images are
+  given, the same naming on a sample of thumbnails (:func:`sample_colours`);
+- the **light** (``quality.mean_luminance``, ITU-R BT.601 luma 0–255): ``>= 110``
+  "bright daylight", ``>= 60`` "dim light" (60 is
+  :data:`descluster.outliers.quality.NIGHT_LUMA`), else "night-like";
+- the most common **ImageNet classes** in words (``imagenet.top1_class``) and the
+  median ImageNet **vehicle share**; a cluster whose median share lacks vehicle
+  evidence among the clusters (the one rule,
+  :class:`descluster.outliers.vehicle.LowVehicleEvidence`) is described as
+  "No vehicle";
+- **size and aspect** (image area tertiles of the collection: small / medium / large;
+  aspect wide > 4:3, tall < 3:4) and the **folder** (first path component: a camera,
+  or the folder it was sorted into);
+- label purity for every label column; spread in the reduced space.
+
+What sets a cluster apart
+-------------------------
+Each image gives one word per facet (its colour, light, ImageNet top-1 class,
+size, aspect and folder). Words are scored per cluster by class-based TF-IDF
+(c-TF-IDF, Grootendorst 2022, "BERTopic: neural topic modeling with a class-based
+TF-IDF procedure", arXiv:2203.05794): ``W(t, c) = tf(t, c) · log(1 + A / f(t))``
+with ``tf`` the share of the cluster's words that are ``t``, ``A`` the average
+number of words per cluster and ``f(t)`` the count of ``t`` in the whole
+collection. The description names the highest-scoring words that are also
+over-represented (at least 1.5 times their share in the whole collection), with
+both shares, e.g. "folder minibus/ 92% (17% overall)".
 """
 
 from __future__ import annotations
@@ -21,42 +40,27 @@ import numpy as np
 import pandas as pd
 
 from .errors import ParameterError
+from .extract.imagenet import readable_class_names
+from .outliers.groups import top_folder
+from .outliers.pixels import OBJECT_SIZE, colour_facts
+from .outliers.quality import NIGHT_LUMA
+from .outliers.vehicle import LowVehicleEvidence
+from .palette import colour_name  # noqa: F401  (re-exported: the palette's one naming function)
 from .results import RunResult
 
 #: Luma thresholds (0–255) of the time-of-day cue, highest first.
-LIGHT_CUES = ((110.0, "bright daylight"), (60.0, "dim light"), (0.0, "night-like"))
-
-#: Small named palette (sRGB) for colour names computed from pixels.
-PALETTE = {
-    "black": (20, 20, 20), "grey": (128, 128, 128), "silver": (192, 192, 192), "white": (245, 245, 245),
-    "red": (190, 30, 30), "orange": (230, 120, 30), "yellow": (230, 210, 40), "green": (40, 140, 60),
-    "blue": (40, 70, 180), "brown": (120, 80, 40), "beige": (210, 190, 150),
-}
+LIGHT_CUES = ((110.0, "bright daylight"), (NIGHT_LUMA, "dim light"), (0.0, "night-like"))
 
 #: Quality-table columns holding a colour name / mean luma (0–255), first found is used.
 COLOUR_COLUMNS = ("colour_name", "colour")
 LUMA_COLUMNS = ("luminance_mean", "mean_luminance")
 
-#: A colour (or class) is "dominant" in a cluster from this share up.
+#: A colour is "dominant" in a cluster ("mostly white vehicles") from this share up.
 DOMINANT_SHARE = 0.5
-
-
-def colour_name(rgb) -> str:
-    """Name of the palette colour nearest to ``rgb`` (Euclidean distance in sRGB).
-
-    Parameters
-    ----------
-    rgb : sequence of 3 numbers, 0–255
-
-    Returns
-    -------
-    str
-        A key of :data:`PALETTE`.
-    """
-    c = np.asarray(rgb, dtype=np.float64).reshape(3)
-    names = list(PALETTE)
-    ref = np.array([PALETTE[k] for k in names], dtype=np.float64)
-    return names[int(np.argmin(((ref - c) ** 2).sum(axis=1)))]
+#: A word sets a cluster apart when its share there is at least this many times its share overall.
+OVER_REPRESENTED = 1.5
+#: Distinctive words named per description.
+N_DISTINCTIVE = 3
 
 
 def light_cue(luma: float) -> str:
@@ -120,10 +124,11 @@ def _pct(x: float) -> str:
 
 def sample_colours(images, paths: list[str], labels: np.ndarray, per_cluster: int = 30,
                    random_state: int = 0) -> pd.Series:
-    """Colour names of a random sample of images per cluster, from their thumbnails.
+    """Object colour names of a random sample of images per cluster, from their thumbnails.
 
-    The colour of an image is :func:`colour_name` of the median pixel of its
-    central half (the object usually sits in the middle of a crop).
+    The name is :func:`descluster.outliers.pixels.colour_facts` of a
+    :data:`~descluster.outliers.pixels.OBJECT_SIZE` px copy (centre prior, clipped
+    pixels left out; no camera levels, which need the whole collection).
 
     Parameters
     ----------
@@ -139,19 +144,92 @@ def sample_colours(images, paths: list[str], labels: np.ndarray, per_cluster: in
     Series of str indexed by row number (only the sampled rows)
         Unreadable images are skipped.
     """
+    from PIL import Image
+
     rng = np.random.default_rng(random_state)
     names = {}
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         for i in rng.choice(rows, size=min(per_cluster, len(rows)), replace=False):
             try:
-                arr = np.asarray(images.thumbnail(paths[int(i)], 48), dtype=np.uint8)
+                im = images.thumbnail(paths[int(i)], 2 * OBJECT_SIZE)
             except Exception:  # a missing image must not stop the description
                 continue
-            h, w = arr.shape[:2]
-            centre = arr[h // 4: h - h // 4 or h, w // 4: w - w // 4 or w].reshape(-1, 3)
-            names[int(i)] = colour_name(np.median(centre, axis=0))
+            small = np.asarray(im.resize((OBJECT_SIZE, OBJECT_SIZE), Image.Resampling.BILINEAR), dtype=np.uint8)
+            names[int(i)] = colour_facts(small)["colour"]
     return pd.Series(names, dtype=object)
+
+
+def _words(quality: pd.DataFrame, imagenet: pd.DataFrame, paths: list[str], colours, luma) -> dict[str, pd.Series]:
+    """One word per image and facet (see the module notes); missing facts are NaN."""
+    n = len(paths)
+    words: dict[str, pd.Series] = {}
+    if colours is not None:
+        words["colour"] = colours.where(colours.astype(str).str.strip() != "")
+    if luma is not None:
+        words["light"] = pd.Series([light_cue(v) if v == v else np.nan for v in luma], dtype=object)
+    if "top1_class" in imagenet:
+        words["imagenet"] = readable_class_names(imagenet["top1_class"].fillna("")).replace("", np.nan)
+    if "width" in quality and "height" in quality:
+        w = pd.to_numeric(quality["width"], errors="coerce")
+        h = pd.to_numeric(quality["height"], errors="coerce")
+        area = w * h
+        if area.notna().any() and area.nunique() > 1:
+            lo, hi = np.nanquantile(area, [1 / 3, 2 / 3])
+            words["size"] = pd.Series(np.where(area.isna(), None, np.where(area <= lo, "small images",
+                                      np.where(area <= hi, "medium images", "large images"))), dtype=object)
+        asp = w / h.replace(0, np.nan)
+        words["aspect"] = pd.Series(np.where(asp.isna(), None, np.where(asp > 4 / 3, "wide", np.where(
+            asp < 3 / 4, "tall", "squarish"))), dtype=object)
+    folders = [top_folder(p) for p in paths]
+    if any(folders) and len(set(folders)) > 1:
+        words["folder"] = pd.Series([f"folder {f}/" if f else "top folder" for f in folders], dtype=object)
+    for k in words:
+        words[k] = words[k].reset_index(drop=True).reindex(range(n))
+    return words
+
+
+def distinctive_words(words: dict[str, pd.Series], labels: np.ndarray) -> dict[int, list[tuple[str, str, float, float, float]]]:
+    """c-TF-IDF words that set each cluster apart (see the module notes).
+
+    Parameters
+    ----------
+    words : dict of facet -> Series of str (NaN = no word), each of length n
+    labels : ndarray of shape (n,), int
+
+    Returns
+    -------
+    dict of cluster id -> list of (facet, word, score, share in cluster, share overall)
+        Over-represented words (at least :data:`OVER_REPRESENTED` times their overall
+        share), best c-TF-IDF score first.
+    """
+    labels = np.asarray(labels)
+    ids = np.unique(labels)
+    out: dict[int, list] = {int(c): [] for c in ids}
+    rows = []
+    for facet, series in words.items():
+        s = pd.DataFrame({"word": series.to_numpy(dtype=object), "cluster": labels}).dropna()
+        if s.empty:
+            continue
+        counts = s.groupby(["cluster", "word"]).size()
+        for (c, w), k in counts.items():
+            rows.append((int(c), facet, str(w), int(k)))
+    if not rows:
+        return out
+    t = pd.DataFrame(rows, columns=["cluster", "facet", "word", "count"])
+    per_cluster = t.groupby("cluster")["count"].sum()
+    t["tf"] = t["count"] / t["cluster"].map(per_cluster)
+    f = t.groupby(["facet", "word"])["count"].transform("sum")
+    A = per_cluster.mean()
+    t["score"] = t["tf"] * np.log1p(A / f)
+    facet_total = t.groupby("facet")["count"].transform("sum")
+    t["overall"] = f / facet_total
+    facet_in_cluster = t.groupby(["cluster", "facet"])["count"].transform("sum")
+    t["share"] = t["count"] / facet_in_cluster
+    t = t[t["share"] >= OVER_REPRESENTED * t["overall"]].sort_values(["cluster", "score"], ascending=[True, False])
+    for r in t.itertuples():
+        out[int(r.cluster)].append((r.facet, r.word, float(r.score), float(r.share), float(r.overall)))
+    return out
 
 
 def cluster_facts(result: RunResult, key: str | None = None, images=None,
@@ -166,7 +244,7 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
     key : str, optional
         ``Choice.key`` to describe; default ``result.recommended``.
     images : ImageSource, optional
-        Used only to name colours when ``quality`` has no ``colour_name``.
+        Used only to name colours when ``quality`` has no colour column.
     colour_sample : int
         Images read per cluster in that case.
 
@@ -183,14 +261,17 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
         One row per cluster id (sorted; ``-1`` = noise), columns:
         ``cluster`` (int), ``size`` (int), ``share`` (float, of all images),
         ``description`` (str, the automatic draft), ``colour``/``colour_share``
-        (dominant colour and its share), ``colours`` (top colours, text),
+        (majority colour and its share), ``colours`` (top colours, text),
         ``luminance`` (mean luma 0–255), ``light`` (cue), ``imagenet``
         (top classes, text), ``imagenet_top``/``imagenet_top_share``,
-        ``vehicle_share`` (mean), ``width``/``height`` (median, px), ``aspect``
-        (median width/height), ``purity_<label>`` and ``label_<label>`` (share
-        and value of the most common label), ``dist_median``/``dist_p90``
-        (distance to the centre, units of the reduced space). Columns whose
-        source is absent are NaN / empty.
+        ``vehicle_share`` (mean), ``vehicle_median`` (median), ``no_vehicle``
+        (bool: the cluster lacks vehicle evidence among the clusters),
+        ``distinctive`` (the words that set it apart, text), ``folder`` /
+        ``folder_share`` (most common top-level folder), ``width``/``height``
+        (median, px), ``aspect`` (median width/height), ``purity_<label>`` and
+        ``label_<label>`` (share and value of the most common label),
+        ``dist_median``/``dist_p90`` (distance to the centre, units of the reduced
+        space). Columns whose source is absent are NaN / empty.
 
     Raises
     ------
@@ -223,11 +304,14 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
     luma = quality[luma_col].astype(float) if luma_col else None
     if luma is not None and luma.max() <= 1.0:  # a 0–1 scale: bring to 0–255
         luma = luma * 255.0
+    words = _words(quality, imagenet, list(result.paths), colours, luma)
+    apart = distinctive_words(words, labels)
 
     space_key = f"{choice.descriptor}/{choice.preprocessing}"
     dist = None
     if space_key in result.spaces and len(result.spaces[space_key].X) == n:
         dist = centroid_distances(result.spaces[space_key].X, labels, choice.centroids)
+    shares = pd.to_numeric(imagenet["vehicle_share"], errors="coerce") if "vehicle_share" in imagenet else None
 
     rows = []
     for c in np.unique(labels):
@@ -240,12 +324,16 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
         if luma is not None:
             row["luminance"] = float(luma.iloc[idx].mean())
             row["light"] = light_cue(row["luminance"])
-        if "top1_class" in imagenet:
-            top = _top_shares(imagenet["top1_class"].iloc[idx], 2)
+        if "imagenet" in words:
+            top = _top_shares(words["imagenet"].iloc[idx], 2)
             row["imagenet"] = ", ".join(f"{k} {_pct(v)}" for k, v in top)
             row["imagenet_top"], row["imagenet_top_share"] = top[0] if top else ("", np.nan)
-        if "vehicle_share" in imagenet:
-            row["vehicle_share"] = float(imagenet["vehicle_share"].iloc[idx].astype(float).mean())
+        if shares is not None:
+            row["vehicle_share"] = float(shares.iloc[idx].mean())
+            row["vehicle_median"] = float(shares.iloc[idx].median())
+        if "folder" in words:
+            top = _top_shares(words["folder"].iloc[idx], 1)
+            row["folder"], row["folder_share"] = (top[0][0][len("folder "):], top[0][1]) if top else ("", np.nan)
         if "width" in quality and "height" in quality:
             w = quality["width"].iloc[idx].astype(float)
             h = quality["height"].iloc[idx].astype(float)
@@ -258,9 +346,19 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
         if dist is not None:
             row["dist_median"] = float(np.median(dist[idx]))
             row["dist_p90"] = float(np.percentile(dist[idx], 90))
-        row["description"] = describe(row, list(label_table.columns) if label_table is not None else [])
+        stated = {row.get("colour"), row.get("light")}  # already in the sentence's head
+        row["distinctive"] = "; ".join(f"{w} {_pct(sh)} ({_pct(ov)} overall)" for _, w, _, sh, ov in
+                                       [a for a in apart.get(int(c), []) if a[1] not in stated][:N_DISTINCTIVE])
         rows.append(row)
-    return pd.DataFrame(rows)
+    facts = pd.DataFrame(rows)
+    if "vehicle_median" in facts:
+        judged = (facts["cluster"] >= 0).to_numpy()
+        flags = np.zeros(len(facts), dtype=bool)
+        flags[judged] = LowVehicleEvidence().decide(facts.loc[judged, "vehicle_median"].to_numpy(), "clusters").flags
+        facts["no_vehicle"] = flags
+    cols = list(label_table.columns) if label_table is not None else []
+    facts.insert(3, "description", [describe(r, cols) for r in facts.to_dict(orient="records")])
+    return facts
 
 
 def describe(facts: dict, label_columns: list[str] = ()) -> str:
@@ -276,39 +374,44 @@ def describe(facts: dict, label_columns: list[str] = ()) -> str:
     Returns
     -------
     str
-        e.g. ``"Mostly white vehicles (minivan 46%, moving van 21%), bright
-        daylight; 88% of images share one vehicle_type (truck)."``
+        e.g. ``"Mostly white vehicles (white 78%, silver 12%, black 5%), bright daylight;
+        ImageNet: minivan 46%, moving van 21%. Sets it apart: folder minibus/ 92% (17%
+        overall), moving van 21% (3% overall). 88% of images share one vehicle_type (minibus).
+        Typical size 100×100 px."``; a cluster without vehicle evidence starts
+        ``"No vehicle: images ..."``.
     """
-    parts = []
+    no_vehicle = bool(facts.get("no_vehicle", False))
+    thing = "images" if no_vehicle else "vehicles"
     colour, cshare = facts.get("colour"), facts.get("colour_share", np.nan)
-    mixed = False
-    if colour and cshare >= DOMINANT_SHARE:
-        subject = f"mostly {colour} vehicles"
-    elif facts.get("colours"):
-        subject, mixed = f"vehicles of mixed colours ({facts['colours']})", True
+    if colour and cshare == cshare and cshare >= DOMINANT_SHARE:
+        subject = f"mostly {colour} {thing} ({facts['colours']})"
+    elif colour:
+        subject = f"{thing} of mixed colours, most often {colour} ({facts['colours']})"
     else:
-        subject = "images"
-    if facts.get("imagenet"):
-        subject += f", ImageNet top-1 {facts['imagenet']}" if mixed else f" ({facts['imagenet']})"
+        subject = thing
+    if no_vehicle:
+        vm = facts.get("vehicle_median", np.nan)
+        subject = f"no vehicle: {subject}, median ImageNet vehicle share {_pct(vm)}"
     if facts.get("cluster", 0) < 0:
         subject = "noise (no cluster): " + subject
     head = subject
     if facts.get("light"):
         head += f", {facts['light']}"
-    clauses = [head]
+    if facts.get("imagenet"):
+        head += f"; ImageNet: {facts['imagenet']}"
+    parts = [head + "."]
+    if facts.get("distinctive"):
+        parts.append(f"Sets it apart: {facts['distinctive']}.")
+    clauses = []
     for col in label_columns:
         purity = facts.get(f"purity_{col}", np.nan)
-        if purity == purity:  # not NaN
+        if purity == purity and purity is not None:  # not NaN
             clauses.append(f"{_pct(purity)} of images share one {col} ({facts.get(f'label_{col}')})")
-    parts.append("; ".join(clauses) + ".")
-    extra = []
-    if facts.get("width") == facts.get("width") and facts.get("width") is not None:
-        extra.append(f"typical size {facts['width']:.0f}×{facts['height']:.0f} px")
-    vs = facts.get("vehicle_share", np.nan)
-    if vs == vs and vs is not None and vs < 0.5:
-        extra.append(f"ImageNet sees a vehicle in only {_pct(vs)} of images")
-    if extra:
-        sentence = "; ".join(extra)
+    width = facts.get("width")
+    if width is not None and width == width:
+        clauses.append(f"typical size {facts['width']:.0f}×{facts['height']:.0f} px")
+    if clauses:
+        sentence = "; ".join(clauses)
         parts.append(sentence[0].upper() + sentence[1:] + ".")
     text = " ".join(parts)
     return text[0].upper() + text[1:]

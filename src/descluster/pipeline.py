@@ -486,11 +486,12 @@ def _embedding_stage(result: RunResult, config: RunConfig, cache: StageCache, ke
 
 def _outlier_stage(result: RunResult, case, config: RunConfig, cache: StageCache, keys: dict[str, str]) -> None:
     from .outliers.consensus import find_outliers
-    from .outliers.quality import image_quality_table
+    from .outliers.pixels import image_quality_table
 
     quality = None
     if config.pixel_checks and case.images is not None:
-        qparams = {"paths": stable_hash(list(case.paths)), "images": case.images_fingerprint}
+        qparams = {"paths": stable_hash(list(case.paths)), "images": case.images_fingerprint,
+                   "columns": 2}  # 2: object measurements, camera levels
 
         def qcompute() -> Entry:
             return Entry(tables={"quality": image_quality_table(case.images, list(case.paths), progress=True)})
@@ -506,15 +507,18 @@ def _outlier_stage(result: RunResult, case, config: RunConfig, cache: StageCache
     for d, ckey in sorted(result.per_descriptor.items()):
         ch = result.choices[ckey]
         per_desc[d] = f"{ch.descriptor}/{ch.preprocessing}"
+    clusters = np.asarray(result.choices[result.recommended].labels)  # its clusters are judged as groups too
     params = {"spaces": [keys[s] for s in per_desc.values()], "seed": config.seed,
               "quality": None if quality is None else stable_hash(quality.to_csv(index=False)),
               "imagenet": None if case.imagenet is None else stable_hash(case.imagenet.to_csv(index=False)),
-              "entry": 2}  # entry layout: meta["rules"]
+              "clusters": stable_hash(clusters.tolist()),
+              "entry": 3}  # entry layout: meta["rules"]; 3: group outliers
 
     def compute() -> Entry:
         with stage("outliers", rows=len(result.paths)):
             rep = find_outliers({d: result.spaces[s].X for d, s in per_desc.items()}, list(result.paths),
-                                quality=quality, imagenet=case.imagenet, random_state=config.seed, progress=True)
+                                quality=quality, imagenet=case.imagenet, random_state=config.seed, progress=True,
+                                clusters=clusters)
         return Entry(tables={"outliers": rep.table}, meta={"rules": {"flag rule": rep.flag_rule, **rep.thresholds}})
 
     entry = cache.get_or_compute("outliers", params, compute)

