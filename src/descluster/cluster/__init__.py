@@ -6,7 +6,8 @@ rule to the sweep table.
 """
 
 from .algorithms import ALGORITHMS, ClusterAdapter, check_k, make_algorithm
-from .selection import choose_k, kneedle
+from ..curves import kneedle
+from .selection import choose_k
 from .sweep import TABLE_COLUMNS, SweepResult, sweep
 
 __all__ = ["ALGORITHMS", "ClusterAdapter", "check_k", "make_algorithm", "choose_k", "kneedle",

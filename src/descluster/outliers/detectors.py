@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..curves import kneedle
 from ..errors import MemoryBudgetError, ParameterError
 from ..validation import check_float as _check_float, check_int as _check_int
 from .duplicates import Collapse, descriptor_duplicate_groups
@@ -458,9 +459,7 @@ def knee_of_curve(values: np.ndarray) -> float:
     y = np.sort(np.asarray(values, dtype=np.float64))
     if y.size < 3 or y[-1] == y[0]:
         return float(y[-1])
-    x = np.linspace(0.0, 1.0, y.size)
-    yn = (y - y[0]) / (y[-1] - y[0])
-    return float(y[int(np.argmax(x - yn))])
+    return float(y[kneedle(np.linspace(0.0, 1.0, y.size), y, increasing=True)])
 
 
 def dbscan_memory_estimate(X: np.ndarray, eps: float, n_queries: int = 500, n_reference: int = 20_000, random_state=0) -> int:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
-from ..io.images import ImageSource
+from ..io.images import ImageSource, path_key as _key
 from .duplicates import groups_from_keys, hamming_nearest
 from .thresholds import robust_z
 
@@ -149,12 +149,6 @@ def image_facts(image) -> dict:
         "colour": list(PALETTE)[int(counts.argmax())],
         "colour_share": float(counts.max() / counts.sum()),
     }
-
-
-def _key(path: str) -> str:
-    """Path with POSIX separators and no leading ``./`` (to match tables written on another OS)."""
-    p = path.replace("\\", "/")
-    return p[2:] if p.startswith("./") else p
 
 
 def _short_error(exc: Exception, path: str) -> str:
