@@ -8,7 +8,7 @@ import pytest
 
 from descluster.errors import ParameterError
 from descluster.interpret import centroid_distances, cluster_facts, colour_name, describe, light_cue, sample_colours
-from descluster.results import Choice, ReducedSpace, RunResult
+from descluster.results import Choice, ReducedSpace, RunResult, SpaceId
 
 
 def _result(quality_columns=("colour", "mean_luminance")) -> RunResult:
@@ -26,8 +26,8 @@ def _result(quality_columns=("colour", "mean_luminance")) -> RunResult:
     X[:10, 0] = np.arange(10)  # cluster 0 spread along x: distances 0..4.5 from its mean 4.5
     X[10:15] = [5.0, 5.0]
     X[15:] = [[-10, 0], [-10, 2], [-10, 4], [-10, 6], [-10, 8]]
-    space = ReducedSpace("d", "none", X, np.array([0.6, 0.4]), 2, 0.9)
-    choice = Choice("d", "none", "kmeans", 3, labels, "fixed", pd.DataFrame({"k": [3]}))
+    space = ReducedSpace(SpaceId.single("d", "none"), X, np.array([0.6, 0.4]), 2, 0.9)
+    choice = Choice(SpaceId.single("d", "none"), "kmeans", 3, labels, "fixed", pd.DataFrame({"k": [3]}))
     return RunResult(paths=[f"img/{i}.jpg" for i in range(20)], spaces={space.key: space},
                      choices={choice.key: choice}, study=pd.DataFrame(), comparison=pd.DataFrame(),
                      recommended=choice.key, recommendation="", per_descriptor={"d": choice.key},

@@ -19,7 +19,7 @@ from .errors import DesclusterError
 
 
 def demo_images_dir() -> Path:
-    """Folder of the built-in demo images (``data/tiny-vehicles`` in the source tree).
+    """Folder of the built-in demo images (``data/<profile.DEMO_DATA>`` in the source tree).
 
     ``DESCLUSTER_DEMO_DATA`` overrides it.
 
@@ -28,10 +28,12 @@ def demo_images_dir() -> Path:
     FileNotFoundError
         If the folder cannot be found (e.g. a non-editable install without the data).
     """
+    from .profile import DEMO_DATA
+
     env = os.environ.get("DESCLUSTER_DEMO_DATA")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve()
-    candidates += [p / "data" / "tiny-vehicles" for p in here.parents[:4]]
+    candidates += [p / "data" / DEMO_DATA for p in here.parents[:4]]
     for c in candidates:
         if (c / "labels.csv").is_file():
             return c
@@ -80,8 +82,6 @@ def _config_from(args: argparse.Namespace):
         pixel_checks=False if args.no_pixel_checks else None,
         drop_bad_rows=True if args.drop_bad_rows else None, trust_pickle=True if args.trust_pickle else None,
     )
-    if overrides["full_preprocessings"] == ("auto",):
-        overrides["full_preprocessings"] = ()
     if args.config is not None:
         return RunConfig.from_toml(args.config, **overrides)
     return RunConfig.from_dict({}, **overrides)
@@ -92,7 +92,8 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     from .pipeline import run_study
 
     config = _config_from(args)
-    case = load_case(case_dir, images=images, drop_bad_rows=config.drop_bad_rows, trust_pickle=config.trust_pickle)
+    case = load_case(case_dir, images=images, drop_bad_rows=config.case.drop_bad_rows,
+                     trust_pickle=config.case.trust_pickle)
     result = run_study(case, out, config)
     rec = result.comparison[result.comparison["recommended"]].iloc[0]
     print(result.recommendation)
@@ -100,7 +101,7 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     for c in ext:
         print(f"external check (not used for any choice): {c} = {rec[c]:.3f}, "
               f"ari_{c[4:]} = {rec['ari_' + c[4:]]:.3f}")
-    print(f"results: {out.resolve()}  (clusters.csv, study.csv, comparison.csv, outliers.csv, report.html)")
+    print(f"results: {out.resolve()}  (clusters.csv, study.csv, comparison.csv, outliers.csv, model/, report.html)")
     return 0
 
 

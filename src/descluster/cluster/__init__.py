@@ -1,6 +1,7 @@
 """Clustering: algorithm adapters, the k sweep and the choice of k.
 
-``ALGORITHMS`` maps names to adapters (``fit_predict(X, k)``); :func:`sweep` fits
+``ALGORITHMS`` maps names to adapters (scikit-learn estimators with ``n_clusters``;
+:mod:`~descluster.cluster.predictors` label new rows like a fit did); :func:`sweep` fits
 one over a range of k and scores each fit; :func:`choose_k` applies the documented
 rule to the sweep table.
 """
