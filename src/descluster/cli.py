@@ -1,10 +1,11 @@
-"""Command line: ``descluster extract | run | demo | label``. Parses arguments and calls the pipeline.
+"""Command line: ``descluster extract | run | demo | assign | label``. Parses arguments and calls the pipeline.
 
 Stable interface::
 
     descluster extract IMAGES --out CASE_DIR     # descriptors for a folder or zip of images
     descluster run CASE_DIR --out OUT            # the study on a case
     descluster demo --out OUT                    # extract (cached) + run on the built-in data
+    descluster assign NEW_CASE --model OUT --out OUT2   # label new images with a run's fitted model
     descluster label RESULTS --names names.csv   # apply cluster names -> RESULTS/labels.csv
 """
 
@@ -105,6 +106,21 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     return 0
 
 
+def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, trust_pickle: bool) -> int:
+    from .api import assign_case
+
+    assignment = assign_case(case_dir, model_dir, out, images=images, trust_pickle=trust_pickle)
+    t = assignment.table
+    print(f"assigned {len(t):,} images to {t['cluster'].nunique()} clusters; {int(t['flagged'].sum()):,} flagged")
+    if assignment.drift is not None:
+        s = assignment.drift.summary
+        print(f"drift: {s['far']:,} far from every cluster ({s['far_share']:.1%}, about "
+              f"{s['expected_far_share']:.0%} expected), {s['new_groups']} new dense group(s), cluster shares "
+              f"shifted by {s['total_variation']:.3f} (total variation)")
+    print(f"results: {out.resolve()}  (assignments.csv, drift.json, drift_shares.csv, drift_groups.csv)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``descluster`` command. Returns the process exit code."""
     from .progress import configure_logging
@@ -129,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--case", type=Path, help="where the demo case is extracted (default OUT/case)")
     _add_run_options(p)
 
+    p = sub.add_parser("assign", help="label new images with the model of a finished run -> OUT2/assignments.csv")
+    p.add_argument("case", type=Path, help="case folder of the new images (same descriptor kinds as the study)")
+    p.add_argument("--model", type=Path, required=True, help="results folder of `descluster run` (or its model/)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--images", type=Path, help="image folder or zip of the new case")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="UNSAFE: load descriptor pickles with the unrestricted unpickler (a pickle can run code)")
+
     p = sub.add_parser("label", help="apply a names file to a results folder -> RESULTS/labels.csv")
     p.add_argument("results", type=Path)
     p.add_argument("--names", type=Path, required=True, help="CSV with cluster,name[,merge_into,discard]")
@@ -151,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
             case_dir = args.case or (args.out / "case")
             extract_case(demo_images_dir(), case_dir)
             return _run(case_dir, args.out, None, args)
+        if args.command == "assign":
+            return _assign(args.case, args.model, args.out, args.images, args.trust_pickle)
         if args.command == "label":
             from .labelling import apply_names
 
