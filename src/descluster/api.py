@@ -1,13 +1,14 @@
 """The Python API: ``Study(config, **fields).fit(case) -> StudyResult``, for notebooks and scripts.
 
->>> import descluster                                          # doctest: +SKIP
->>> case = descluster.load_case("CASE_DIR")                    # or descluster.Case.from_arrays(...)
->>> result = descluster.Study(k_max=12).fit(case)              # progress bars work in Jupyter
->>> result.comparison.head()                                   # pandas DataFrames
->>> result.save("OUT")                                         # exactly what `descluster run` writes
->>> descluster.StudyResult.load("OUT") == result
-True
->>> result.assign(descluster.load_case("NEW_CASE")).table      # new images, without refitting
+Example (the README's "Python API" section has a runnable one, run by the tests)::
+
+    import descluster
+    case = descluster.load_case("CASE_DIR")               # or descluster.Case.from_arrays(...)
+    result = descluster.Study(k_max=12).fit(case)         # progress bars work in Jupyter
+    result.comparison.head()                              # pandas DataFrames
+    result.save("OUT")                                    # exactly what `descluster run` writes
+    assert descluster.StudyResult.load("OUT") == result
+    result.assign(descluster.load_case("NEW_CASE")).table # new images, without refitting
 
 A :class:`StudyResult` holds the tables of the results folder (as read back from their
 CSV text, so a fitted result and a loaded one compare equal), the manifest and the
@@ -190,42 +191,52 @@ class StudyResult:
     # -- tables -----------------------------------------------------------------------
     @property
     def study(self) -> pd.DataFrame:
+        """``study.csv`` (see the class docstring)."""
         return self.tables["study.csv"]
 
     @property
     def comparison(self) -> pd.DataFrame:
+        """``comparison.csv``."""
         return self.tables["comparison.csv"]
 
     @property
     def clusters(self) -> pd.DataFrame:
+        """``clusters.csv``: ``path``, ``cluster`` of the recommended configuration."""
         return self.tables["clusters.csv"]
 
     @property
     def metrics(self) -> pd.DataFrame:
+        """``metrics.csv``."""
         return self.tables["metrics.csv"]
 
     @property
     def outliers(self) -> pd.DataFrame | None:
+        """``outliers.csv``, or None when outliers were not run."""
         return self.tables.get("outliers.csv")
 
     @property
     def cluster_facts(self) -> pd.DataFrame | None:
+        """``cluster_facts.csv``, or None."""
         return self.tables.get("cluster_facts.csv")
 
     @property
     def agreement(self) -> pd.DataFrame | None:
+        """``agreement.csv``, or None."""
         return self.tables.get("agreement.csv")
 
     @property
     def recommended(self) -> str:
+        """Key of the recommended configuration."""
         return self.manifest["recommended"]
 
     @property
     def recommendation(self) -> str:
+        """Why it is recommended, in words."""
         return self.manifest["recommendation"]
 
     @property
     def per_descriptor(self) -> dict[str, str]:
+        """Descriptor kind -> key of its best configuration."""
         return dict(self.manifest.get("per_descriptor", {}))
 
     def clusters_for(self, descriptor: str) -> pd.DataFrame:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ParameterError
+from .profile import ADVISORY_RULES
 from .validation import Bool, Int, NamesOf, OneOf, Real, validate_params
 
 
@@ -253,7 +254,7 @@ class OutliersSection(_Section):
     min_descriptor_flags, min_descriptor_spaces : int
         The flag rule: this many detector × space flags from at least this many descriptor kinds.
     advisory : tuple of str
-        Pixel rules that are reported but do not flag alone.
+        Pixel rules that are reported but do not flag alone (default ``profile.ADVISORY_RULES``).
     neighbour_index : str
         kNN strategy, a name of ``outliers.neighbours.INDEXES``.
     """
@@ -264,7 +265,7 @@ class OutliersSection(_Section):
     n_neighbors: int = 20
     min_descriptor_flags: int = 2
     min_descriptor_spaces: int = 3
-    advisory: tuple[str, ...] = ("no-vehicle",)
+    advisory: tuple[str, ...] = field(default_factory=lambda: tuple(ADVISORY_RULES))
     neighbour_index: str = "auto"
     _constraints: ClassVar[dict] = {
         "enabled": Bool(), "pixel_checks": Bool(), "detectors": NamesOf(DETECTOR_NAMES), "n_neighbors": Int(1),

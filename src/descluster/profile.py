@@ -8,19 +8,23 @@ the words and layouts of the camera system live here:
   vehicle (Liu et al. 2016, "A deep learning-based approach to progressive vehicle
   re-identification", ECCV; Lou et al. 2019, "VERI-Wild", CVPR);
 - :data:`DEMO_DATA` : the folder name of the built-in demo images;
-- :data:`OBJECT` : the word for what one image shows, for messages.
+- :data:`OBJECT` : the word for what one image shows, for messages;
+- :data:`ADVISORY_RULES` : pixel rules reported but never flagging alone (the "no vehicle"
+  rule of the ImageNet head, unreliable on small crops; see ``outliers.consensus``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["OBJECT", "DEMO_DATA", "identities_from_paths"]
+__all__ = ["OBJECT", "DEMO_DATA", "ADVISORY_RULES", "identities_from_paths"]
 
 #: What one image shows (used in messages and reports).
 OBJECT = "vehicle"
 #: Folder of the built-in demo images under ``data/``.
 DEMO_DATA = "tiny-vehicles"
+#: Pixel rules that are reported (reason, rank) but do not flag an image on their own.
+ADVISORY_RULES = ("no-vehicle",)
 
 
 def identities_from_paths(paths) -> np.ndarray | None:

@@ -10,11 +10,10 @@ the colour histogram (and everything else in descluster) works without the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..validation import check_int
 
 __all__ = ["Backbone", "require_torch"]
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..rows import label_means, row_chunks, sample_rows
+from ..validation import check_int
 
 __all__ = ["MetricValue", "ClusterStats", "cluster_stats", "count_distinct_rows", "calinski_harabasz",
            "davies_bouldin", "inertia", "internal_scores", "silhouette", "SilhouetteSample"]
@@ -442,8 +443,7 @@ class SilhouetteSample:
     """
 
     def __init__(self, X: np.ndarray, sample_size: int = 10_000, random_state: int = 0, chunk_rows: int = 2048):
-        if isinstance(sample_size, bool) or int(sample_size) != sample_size or sample_size < 10:
-            raise ParameterError(f"sample_size must be an integer >= 10; got {sample_size!r}")
+        sample_size = check_int("sample_size", sample_size, 10)
         if np.ndim(X) != 2:
             raise ParameterError(f"X must be 2-D (n_samples, n_features); got shape {np.shape(X)}")
         n = X.shape[0]
@@ -550,8 +550,7 @@ def silhouette(X: np.ndarray, labels: np.ndarray, sample_size: int = 10_000,
     ParameterError
         If ``sample_size < 10`` or ``sample`` was built on a different number of rows.
     """
-    if sample_size < 10:
-        raise ParameterError(f"sample_size must be >= 10; got {sample_size}")
+    check_int("sample_size", sample_size, 10)
     X, labels = _check_X_labels(X, labels)
     s = _stats_or(X, labels, stats)
     if s.degenerate:

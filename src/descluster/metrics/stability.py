@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from ..errors import ParameterError
+from ..validation import check_int
 from ..rows import label_means, nearest_centroid
 from .internal import MetricValue
 
@@ -55,8 +55,8 @@ class SplitHalves:
     """
 
     def __init__(self, n_rows: int, subsample: int = 20_000, eval_size: int = 20_000, random_state: int = 0):
-        if subsample < 10 or eval_size < 10:
-            raise ParameterError(f"subsample and eval_size must be >= 10; got {subsample}, {eval_size}")
+        check_int("subsample", subsample, 10)
+        check_int("eval_size", eval_size, 10)
         self.n_rows = int(n_rows)
         self.enough = self.n_rows >= 20
         empty = np.zeros(0, dtype=np.int64)

@@ -62,3 +62,43 @@ def read_rows(X, idx: np.ndarray, chunk_size: int) -> np.ndarray:
         bad = np.argwhere(~np.isfinite(out))[0]
         raise ParameterError(f"X has a non-finite value at row {int(idx[bad[0]])}, column {int(bad[1])}")
     return out
+
+
+def check_fitted_width(X, owner: str, fitted: bool, n_features_in: int | None) -> tuple[int, int]:
+    """``(n_rows, n_columns)`` of ``X`` for a fitted transformer of ``n_features_in`` columns.
+
+    Raises
+    ------
+    ParameterError
+        Not fitted, ``X`` not 2-D, or another number of columns (both named).
+    """
+    if not fitted:
+        raise ParameterError(f"{owner} is not fitted: call fit(X) first")
+    n, d = check_matrix(X)
+    if d != n_features_in:
+        raise ParameterError(f"X has {d} columns but {owner} was fitted on {n_features_in}")
+    return n, d
+
+
+def map_chunks(X, width: int, transform_chunk, chunk_size: int, check: bool = True) -> np.ndarray:
+    """``transform_chunk`` applied to ``X`` (n, d) ``chunk_size`` rows at a time.
+
+    Parameters
+    ----------
+    X : array-like or memmap of shape (n, d)
+    width : int
+        Columns of the output.
+    transform_chunk : callable
+        float32 chunk (m, d) -> (m, width).
+    chunk_size : int
+    check : bool
+        Refuse non-finite values (names row and column).
+
+    Returns
+    -------
+    ndarray of shape (n, width), float32
+    """
+    out = np.empty((X.shape[0], width), dtype=np.float32)
+    for sl in row_chunks(X.shape[0], chunk_size):
+        out[sl] = transform_chunk(read_chunk(X, sl, check=check))
+    return out

@@ -8,10 +8,13 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..rows import row_chunks
-from ..validation import check_int as _check_int
+from ..validation import check_choice, check_int as _check_int
 from ._chunks import DEFAULT_CHUNK, check_matrix, read_chunk
 
-__all__ = ["GramMoments", "blas_info"]
+__all__ = ["GramMoments", "GRAM_DTYPES", "blas_info"]
+
+#: Precisions of the per-chunk Gram product.
+GRAM_DTYPES = ("float32", "float64")
 
 
 class GramMoments:
@@ -42,8 +45,7 @@ class GramMoments:
     """
 
     def __init__(self, n_features: int, gram_dtype: str = "float32"):
-        if gram_dtype not in ("float32", "float64"):
-            raise ParameterError(f"gram_dtype={gram_dtype!r} is invalid; valid: float32, float64")
+        check_choice("gram_dtype", gram_dtype, GRAM_DTYPES)
         self.n_features = _check_int("n_features", n_features, 1)
         self.gram_dtype = gram_dtype
         self.n_samples_ = 0

@@ -8,7 +8,6 @@ fixed-seed row sample, for very wide data.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 
 import numpy as np
@@ -18,9 +17,9 @@ from sklearn.utils.extmath import randomized_svd, svd_flip
 
 from ..errors import ParameterError
 from ..rows import row_chunks, sample_rows
-from ..validation import check_int as _check_int
-from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_matrix, read_chunk, read_rows
-from .moments import GramMoments
+from ..validation import check_choice, check_float, check_int as _check_int
+from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_fitted_width, check_matrix, map_chunks, read_rows
+from .moments import GRAM_DTYPES, GramMoments
 
 __all__ = ["PCA_SOLVERS", "COVARIANCE_MAX_FEATURES", "ChunkedPCA"]
 
@@ -138,13 +137,9 @@ class ChunkedPCA(TransformerMixin, BaseEstimator):
         _check_int("max_components", self.max_components, 1)
         _check_int("chunk_size", self.chunk_size, 1)
         _check_int("random_state", self.random_state, 0)
-        t = self.variance_target
-        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not (0.0 < float(t) <= 1.0):
-            raise ParameterError(f"variance_target={t!r} is invalid: expected a number in (0, 1]")
-        if self.solver not in PCA_SOLVERS:
-            raise ParameterError(f"solver={self.solver!r} is unknown; valid: {', '.join(PCA_SOLVERS)}")
-        if self.gram_dtype not in ("float32", "float64"):
-            raise ParameterError(f"gram_dtype={self.gram_dtype!r} is invalid; valid: float32, float64")
+        check_float("variance_target", self.variance_target, 0.0, 1.0)
+        check_choice("solver", self.solver, PCA_SOLVERS)
+        check_choice("gram_dtype", self.gram_dtype, GRAM_DTYPES)
 
     def _resolve_solver(self, d: int) -> str:
         if self.solver != "auto":
@@ -275,15 +270,8 @@ class ChunkedPCA(TransformerMixin, BaseEstimator):
         ParameterError
             Not fitted or wrong number of columns.
         """
-        if not hasattr(self, "components_"):
-            raise ParameterError("ChunkedPCA is not fitted: call fit(X) first")
-        n, d = check_matrix(X)
-        if d != self.n_features_in_:
-            raise ParameterError(f"X has {d} columns but ChunkedPCA was fitted on {self.n_features_in_}")
-        out = np.empty((n, self.n_components_), dtype=np.float32)
-        for sl in row_chunks(n, self.chunk_size):
-            out[sl] = self.transform_chunk(read_chunk(X, sl))
-        return out
+        check_fitted_width(X, "ChunkedPCA", hasattr(self, "components_"), getattr(self, "n_features_in_", None))
+        return map_chunks(X, self.n_components_, self.transform_chunk, self.chunk_size)
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """``fit(X).transform(X)``: shape (n_samples, n_components_), float32."""

@@ -16,8 +16,8 @@ from sklearn.preprocessing import RobustScaler, StandardScaler, normalize
 
 from ..errors import ParameterError
 from ..rows import row_chunks, sample_rows
-from ..validation import check_int as _check_int
-from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_matrix, read_chunk, read_rows
+from ..validation import check_choice, check_int as _check_int
+from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_fitted_width, check_matrix, map_chunks, read_chunk, read_rows
 
 __all__ = ["SCALERS", "ChunkedScaler", "NoScaler", "StandardChunkScaler", "MinMaxChunkScaler",
            "RobustChunkScaler", "L2ChunkScaler", "make_scaler"]
@@ -97,14 +97,6 @@ class ChunkedScaler(TransformerMixin, BaseEstimator):
         self._finish(X)
         return self
 
-    def _check_fitted_width(self, X) -> tuple[int, int]:
-        if not hasattr(self, "constant_"):
-            raise ParameterError(f"{type(self).__name__} is not fitted: call fit(X) first")
-        n, d = check_matrix(X)
-        if d != self.n_features_in_:
-            raise ParameterError(f"X has {d} columns but {type(self).__name__} was fitted on {self.n_features_in_}")
-        return n, d
-
     def transform_chunk(self, C: np.ndarray) -> np.ndarray:
         """Scale one in-memory float32 chunk; may overwrite ``C``.
 
@@ -138,11 +130,8 @@ class ChunkedScaler(TransformerMixin, BaseEstimator):
         ParameterError
             Not fitted, wrong column count, or a non-finite value (names row and column).
         """
-        n, d = self._check_fitted_width(X)
-        out = np.empty((n, d), dtype=np.float32)
-        for sl in row_chunks(n, self.chunk_size):
-            out[sl] = self.transform_chunk(read_chunk(X, sl))
-        return out
+        n, d = check_fitted_width(X, type(self).__name__, hasattr(self, "constant_"), getattr(self, "n_features_in_", None))
+        return map_chunks(X, d, self.transform_chunk, self.chunk_size)
 
 
 class NoScaler(ChunkedScaler):
@@ -304,8 +293,7 @@ def make_scaler(name: str, chunk_size: int = DEFAULT_CHUNK, random_state: int = 
     ParameterError
         Unknown name (lists the valid ones).
     """
-    if name not in SCALERS:
-        raise ParameterError(f"preprocessing={name!r} is unknown; valid: {', '.join(SCALERS)}")
+    check_choice("preprocessing", name, SCALERS)
     if name == "robust":
         return RobustChunkScaler(chunk_size=chunk_size, random_state=random_state)
     return SCALERS[name](chunk_size=chunk_size)

@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..results import ReducedSpace, SpaceId
-from ..rows import row_chunks, sample_rows
-from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_matrix, read_chunk, read_rows
+from ..rows import sample_rows
+from ._chunks import DEFAULT_CHUNK, SAMPLE_ROWS, check_fitted_width, check_matrix, map_chunks, read_rows
 from .moments import GramMoments
 from .pca import ChunkedPCA
 from .scalers import ChunkedScaler, make_scaler
@@ -200,14 +200,9 @@ class Reduction:
             Wrong number of columns (names both), or a non-finite value when ``check``
             (names row and column).
         """
-        n, d = check_matrix(X)
-        if d != self.n_features_in:
-            raise ParameterError(f"X has {d} columns but this {self.preprocessing} + PCA space was fitted on "
-                                 f"{self.n_features_in}")
-        out = np.empty((n, self.n_components), dtype=np.float32)
-        for sl in row_chunks(n, self.chunk_size):
-            out[sl] = self.pca.transform_chunk(self.scaler.transform_chunk(read_chunk(X, sl, check=check)))
-        return out
+        check_fitted_width(X, f"this {self.preprocessing} + PCA space", True, self.n_features_in)
+        return map_chunks(X, self.n_components, lambda C: self.pca.transform_chunk(self.scaler.transform_chunk(C)),
+                          self.chunk_size, check=check)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The fitted state as arrays: scaler ``offset``/``factor`` (affine only) and ``constant``,
