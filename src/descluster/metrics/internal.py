@@ -460,8 +460,7 @@ class SilhouetteSample:
         sqn = np.einsum("ij,ij->i", Xs, Xs)
         m = Xs.shape[0]
         D = np.empty((m, m), dtype=dtype)
-        for start in range(0, m, chunk_rows):
-            sl = slice(start, min(m, start + chunk_rows))
+        for sl in row_chunks(m, chunk_rows):
             block = sqn[sl, None] + sqn[None, :] - 2 * (Xs[sl] @ Xs.T)
             np.maximum(block, 0, out=block)
             np.sqrt(block, out=block)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..curves import kneedle
 from ..errors import MemoryBudgetError, ParameterError
+from ..rows import sample_rows
 from ..validation import check_float as _check_float, check_int as _check_int
 from .duplicates import Collapse, descriptor_duplicate_groups
 from .neighbours import _finish, check_matrix, exact_search, knn_search, make_index
@@ -565,9 +566,7 @@ class DBSCANNoiseDetector(_GraphDetector):
         m = Xr.shape[0]
         kcol = min(self.min_samples - 1, graph.distances_.shape[1]) - 1
         self.eps_ = float(self.eps) if self.eps is not None else knee_of_curve(graph.distances_[:, kcol])
-        rows = np.arange(m)
-        if self.sample_size is not None and self.sample_size < m:
-            rows = np.sort(np.random.default_rng(self.random_state).choice(m, self.sample_size, replace=False))
+        rows = np.arange(m) if self.sample_size is None else sample_rows(m, self.sample_size, self.random_state)
         fit_rows = Xr[rows]
         self.memory_estimate_ = dbscan_memory_estimate(fit_rows, self.eps_, random_state=self.random_state)
         if self.memory_estimate_ > self.memory_budget:
