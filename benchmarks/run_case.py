@@ -141,8 +141,8 @@ def task_kmeans_ours(out, ks, ref_rows=None, algorithm="kmeans", **_):
     X = _reduced(out, ref_rows)
     res = {}
     for k in ks:
-        a = make_algorithm(algorithm, random_state=0)
-        labels = a.fit_predict(X, k)
+        a = make_algorithm(algorithm, random_state=0, n_clusters=k)
+        labels = a.fit_predict(X)
         res[str(k)] = {"inertia": float(a.inertia_), "n_iter": int(a.n_iter_)}
         if k == ks[-1] and ref_rows is None:
             np.save(out.replace(".npy", ".labels.npy"), labels)

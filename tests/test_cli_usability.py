@@ -35,7 +35,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_every_option_and_argument_of_every_command_has_help_with_its_default():
     parser = build_parser()
     commands = _commands(parser)
-    assert set(commands) == {"extract", "run", "demo", "label"}
+    assert set(commands) == {"extract", "run", "demo", "assign", "label"}
     checked = 0
     for name, p in commands.items():
         assert p.allow_abbrev is False, name
@@ -62,11 +62,11 @@ def test_run_defaults_in_help_come_from_runconfig():
     d = RunConfig()
     run = _commands(build_parser())["run"]
     helps = {a.option_strings[0]: a.help for a in run._actions if a.option_strings}
-    assert f"(default: {d.k_min})" in helps["--k-min"] and f"(default: {d.k_max})" in helps["--k-max"]
+    assert f"(default: {d.cluster.k_min})" in helps["--k-min"] and f"(default: {d.cluster.k_max})" in helps["--k-max"]
     assert f"(default: {d.seed})" in helps["--seed"]
-    assert f"(default: {d.max_components})" in helps["--max-components"]
-    assert f"(default: {d.embedding})" in helps["--embedding"]
-    assert f"(default: {','.join(d.preprocessings)})" in helps["--preprocessing"]
+    assert f"(default: {d.reduce.max_components})" in helps["--max-components"]
+    assert f"(default: {d.embedding.method})" in helps["--embedding"]
+    assert f"(default: {','.join(d.reduce.preprocessings)})" in helps["--preprocessing"]
 
 
 def test_version():

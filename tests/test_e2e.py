@@ -72,7 +72,7 @@ def test_outliers_table_and_manifest(run_out):
     man = json.loads((run_out / "manifest.json").read_text())
     assert man["case"]["n_images"] == 240
     assert len(man["case"]["descriptor_sha256"]) == 3
-    assert man["parameters"]["k_max"] == 10
+    assert man["parameters"]["cluster"]["k_max"] == 10
     rules = man["outlier_rules"]  # how images were judged survives into the manifest and the report
     assert "flag rule" in rules and sum(k.startswith("neighbours:") for k in rules) == 3
     assert all("neighbour search: exact" in v for k, v in rules.items() if k.startswith("neighbours:"))

@@ -9,14 +9,15 @@ import pytest
 from descluster.errors import ParameterError
 from descluster.interpret import (centroid_distances, cluster_facts, describe, distinctive_words, light_cue,
                                   sample_colours)
-from descluster.results import Choice, ReducedSpace, RunResult
+from descluster.results import Choice, ReducedSpace, RunResult, SpaceId
 
 
 def _run(labels, quality, imagenet, paths=None, label_table=None, X=None) -> RunResult:
     n = len(labels)
     X = np.zeros((n, 2), dtype=np.float32) if X is None else X
-    space = ReducedSpace("d", "none", X, np.array([0.6, 0.4]), 2, 0.9)
-    choice = Choice("d", "none", "kmeans", int(labels.max()) + 1, labels, "fixed", pd.DataFrame({"k": [3]}))
+    space = ReducedSpace(SpaceId.single("d", "none"), X, np.array([0.6, 0.4]), 2, 0.9)
+    choice = Choice(SpaceId.single("d", "none"), "kmeans", int(labels.max()) + 1, labels, "fixed",
+                    pd.DataFrame({"k": [3]}))
     return RunResult(paths=paths or [f"img/{i}.jpg" for i in range(n)], spaces={space.key: space},
                      choices={choice.key: choice}, study=pd.DataFrame(), comparison=pd.DataFrame(),
                      recommended=choice.key, recommendation="", per_descriptor={"d": choice.key},

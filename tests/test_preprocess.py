@@ -18,7 +18,7 @@ from descluster.preprocess import (
     mix_spaces,
     reduce_descriptor,
 )
-from descluster.results import ReducedSpace
+from descluster.results import ReducedSpace, SpaceId
 
 
 def _data(n=600, d=24, seed=0, offset=5.0):
@@ -218,21 +218,21 @@ def test_reduce_reuses_moments():
 
 def test_mix_spaces_unit_variance_blocks_and_name():
     rng = np.random.default_rng(0)
-    a = ReducedSpace("a", "standard", (rng.normal(size=(500, 3)) * 100).astype(np.float32), np.ones(3) / 3, 3, 0.9)
-    b = ReducedSpace("b", "standard", rng.normal(size=(500, 7)).astype(np.float32) * 0.01, np.ones(7) / 7, 7, 0.9)
+    a = ReducedSpace(SpaceId.single("a", "standard"), (rng.normal(size=(500, 3)) * 100).astype(np.float32), np.ones(3) / 3, 3, 0.9)
+    b = ReducedSpace(SpaceId.single("b", "standard"), rng.normal(size=(500, 7)).astype(np.float32) * 0.01, np.ones(7) / 7, 7, 0.9)
     m = mix_spaces([a, b], weights=[1.0, 2.0])
     assert m.descriptor == "mix:a+b" and m.preprocessing == "standard" and m.key == "mix:a+b/standard"
     assert m.X.shape == (500, 10) and m.X.dtype == np.float32 and m.n_components == 10
     assert m.X[:, :3].var(axis=0, ddof=1).sum() == pytest.approx(1.0, rel=1e-4)
     assert m.X[:, 3:].var(axis=0, ddof=1).sum() == pytest.approx(4.0, rel=1e-4)
     assert m.explained_variance_ratio.sum() == pytest.approx(1.0)
-    mixed = mix_spaces([a, ReducedSpace("c", "l2", b.X, b.explained_variance_ratio, 7, 0.9)])
+    mixed = mix_spaces([a, ReducedSpace(SpaceId.single("c", "l2"), b.X, b.explained_variance_ratio, 7, 0.9)])
     assert mixed.preprocessing == "standard+l2"
 
 
 def test_mix_spaces_errors():
-    a = ReducedSpace("a", "none", np.zeros((5, 2), np.float32), np.ones(2), 2, 0.9)
-    b = ReducedSpace("b", "none", np.zeros((6, 2), np.float32), np.ones(2), 2, 0.9)
+    a = ReducedSpace(SpaceId.single("a", "none"), np.zeros((5, 2), np.float32), np.ones(2), 2, 0.9)
+    b = ReducedSpace(SpaceId.single("b", "none"), np.zeros((6, 2), np.float32), np.ones(2), 2, 0.9)
     with pytest.raises(ParameterError, match="6 rows.*5"):
         mix_spaces([a, b])
     with pytest.raises(ParameterError, match="weights"):

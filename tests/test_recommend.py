@@ -5,7 +5,7 @@ import pytest
 from descluster.errors import NoUsableClusteringError
 
 from descluster.recommend import build_comparison, label_free_score, recommend, size_balance
-from descluster.results import Choice, ReducedSpace
+from descluster.results import Choice, ReducedSpace, SpaceId
 
 
 def test_size_balance_known_values():
@@ -25,11 +25,11 @@ def test_score_is_nan_for_degenerate_and_grows_with_k():
 
 def _choice(desc, k, stability, labels):
     sweep = pd.DataFrame({"k": [k], "stability": [stability], "calinski_harabasz": [1.0], "reason": [""]})
-    return Choice(desc, "standard", "kmeans", k, np.asarray(labels), "rule", sweep)
+    return Choice(SpaceId.single(desc, "standard"), "kmeans", k, np.asarray(labels), "rule", sweep)
 
 
 def _spaces(names, n):
-    return {f"{d}/standard": ReducedSpace(d, "standard", np.zeros((n, 2), np.float32), np.array([0.6, 0.4]), 2, 0.9)
+    return {f"{d}/standard": ReducedSpace(SpaceId.single(d, "standard"), np.zeros((n, 2), np.float32), np.array([0.6, 0.4]), 2, 0.9)
             for d in names}
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 from descluster.errors import ParameterError
 from descluster.interpret import cluster_facts, colour_name
 from descluster.io.images import ImageSource
-from descluster.results import Choice, ReducedSpace, RunResult
+from descluster.results import Choice, ReducedSpace, RunResult, SpaceId
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "tiny-vehicles"
 EVIL = "bike/<script>alert(1)</script>.jpg"
@@ -54,7 +54,7 @@ def _space(name: str, X: np.ndarray) -> ReducedSpace:
     Z = StandardScaler().fit_transform(X)
     pca = PCA(n_components=min(40, X.shape[0] - 1, X.shape[1]), random_state=0).fit(Z)
     keep = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), 0.8) + 1)
-    return ReducedSpace(name, "standard", pca.transform(Z)[:, :keep].astype(np.float32),
+    return ReducedSpace(SpaceId.single(name, "standard"), pca.transform(Z)[:, :keep].astype(np.float32),
                         pca.explained_variance_ratio_, keep, 0.8)
 
 
@@ -71,7 +71,7 @@ def _sweep(space: ReducedSpace, ks) -> Choice:
                      "silhouette": silhouette_score(space.X, km.labels_), "stability": np.nan})
     sweep = pd.DataFrame(rows)
     k = 6 if 6 in fits else int(sweep.loc[sweep["silhouette"].idxmax(), "k"])
-    return Choice(space.descriptor, space.preprocessing, "kmeans", k, fits[k].labels_.astype(np.int64),
+    return Choice(space.id, "kmeans", k, fits[k].labels_.astype(np.int64),
                   f"k = {k}: fixed for the test fixture", sweep, fits[k].cluster_centers_.astype(np.float32))
 
 

@@ -63,18 +63,20 @@ def test_same_command_twice_gives_byte_identical_clusters(demo_slice_case, tmp_p
     assert (a / "clusters.csv").read_bytes() == (b / "clusters.csv").read_bytes()
 
 
-def test_sweep_cache_key_follows_the_adapter_parameters(monkeypatch):
-    import functools
-
+def test_sweep_cache_key_follows_the_adapter_parameters():
     from descluster.cache import stable_hash
-    from descluster.cluster.algorithms import ALGORITHMS, KMeansAdapter
+    from descluster.cluster.algorithms import KMeansAdapter
     from descluster.config import RunConfig
     from descluster.pipeline import _sweep_params
+    from descluster.results import SpaceId
 
     config = RunConfig()
-    before = _sweep_params("space-key", "kmeans", config)
+    space = SpaceId.single("d", "standard", fingerprint="f" * 20)
+    before = _sweep_params(space, "kmeans", config)
     assert before["adapter"] == KMeansAdapter(random_state=config.seed).get_params()
-    # a changed default (here: more restarts) must not reuse results cached under the old one
-    monkeypatch.setitem(ALGORITHMS, "kmeans", functools.partial(KMeansAdapter, n_init=7))
-    after = _sweep_params("space-key", "kmeans", config)
+    # a changed adapter parameter (here: more restarts) must not reuse results cached under the old one
+    after = _sweep_params(space, "kmeans", RunConfig.from_dict({"cluster": {"params": {"kmeans": {"n_init": 7}}}}))
     assert after["adapter"]["n_init"] == 7 and stable_hash(after) != stable_hash(before)
+    # ... nor a space with other inputs (its fingerprint), nor another selection rule
+    assert stable_hash(_sweep_params(SpaceId.single("d", "standard", "e" * 20), "kmeans", config)) != stable_hash(before)
+    assert stable_hash(_sweep_params(space, "kmeans", RunConfig.from_dict({"window": 2.0}))) != stable_hash(before)

@@ -24,6 +24,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .io.atomic import json_default
+from .rows import row_chunks
+
 CACHE_FORMAT = 1
 
 
@@ -39,20 +42,8 @@ def stable_hash(obj: Any) -> str:
     str
         20 hexadecimal characters.
     """
-    text = json.dumps(obj, sort_keys=True, default=_canon, separators=(",", ":"))
+    text = json.dumps(obj, sort_keys=True, default=json_default, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
-
-
-def _canon(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, (set, frozenset)):
-        return sorted(o)
-    if isinstance(o, Path):
-        return str(o)
-    if isinstance(o, range):
-        return [o.start, o.stop, o.step]
-    raise TypeError(f"cannot hash {type(o).__name__}")
 
 
 def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
@@ -68,11 +59,15 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
 
 
 def array_digest(X: np.ndarray, chunk_rows: int = 65536) -> str:
-    """SHA-256 (hex, 20 chars) of an array's shape, dtype and bytes, streamed by rows."""
+    """SHA-256 (hex) of a 2-D array's shape, dtype and bytes, streamed by row chunks.
+
+    Identifies descriptors given as arrays (``Case.from_arrays``), as :func:`file_digest`
+    identifies descriptor files.
+    """
     h = hashlib.sha256(f"{X.shape}|{X.dtype.str}".encode())
-    for start in range(0, X.shape[0] if X.ndim else 1, chunk_rows):
-        h.update(np.ascontiguousarray(X[start : start + chunk_rows]).tobytes())
-    return h.hexdigest()[:20]
+    for sl in row_chunks(X.shape[0], chunk_rows):
+        h.update(np.ascontiguousarray(X[sl]).tobytes())
+    return h.hexdigest()
 
 
 @dataclass
@@ -162,7 +157,7 @@ class StageCache:
             record = {"format": CACHE_FORMAT, "stage": stage, "meta": entry.meta}
             if entry.seconds is not None:
                 record["seconds"] = round(float(entry.seconds), 3)
-            (tmp / "meta.json").write_text(json.dumps(record, default=_canon, allow_nan=True))
+            (tmp / "meta.json").write_text(json.dumps(record, default=json_default, allow_nan=True))
             if final.exists():  # a stale or concurrent copy of the same stage: keep one
                 shutil.rmtree(final, ignore_errors=True)
             try:

@@ -38,7 +38,7 @@ from .io.descriptors import (
     load_descriptor,
     take_rows,
 )
-from .io.images import ImageSource, normalise_case_path
+from .io.images import ImageSource, normalise_case_path, path_key
 from .io.tables import read_csv_table
 
 __all__ = ["Case", "load_case", "find_image_root", "align_by_path"]
@@ -62,8 +62,8 @@ class Case:
     ----------
     name : str
         ``case.json``'s ``"name"``, else the case folder's name.
-    root : Path
-        The case folder.
+    root : Path or None
+        The case folder (None for a case built from arrays).
     descriptors : dict of str -> ndarray of shape (n_images, n_features), float32
         Keyed by file stem, in sorted order; read-only (usually memory maps).
         All have the same ``n_images`` rows, aligned with ``paths``.
@@ -95,7 +95,7 @@ class Case:
     """
 
     name: str
-    root: Path
+    root: Path | None
     descriptors: dict[str, np.ndarray]
     paths: list[str]
     labels: pd.DataFrame | None = None
@@ -108,6 +108,69 @@ class Case:
     attribution: str | None = None
     identity_layout: str = "auto"
     _fingerprint: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_arrays(cls, descriptors: dict, paths, labels=None, name: str = "arrays", images=None) -> "Case":
+        """A case from in-memory arrays: no file is read or written.
+
+        Parameters
+        ----------
+        descriptors : dict of str -> array-like of shape (n_images, n_features)
+            One matrix per descriptor kind; converted to float32.
+        paths : sequence of str, length n_images
+            Image paths (the row names; they need not exist unless pixel checks run).
+        labels : DataFrame, optional
+            Label columns for external checks only: with a ``path`` column (aligned by
+            path, as ``labels.csv``) or exactly ``n_images`` rows in row order.
+        name : str
+            Case name.
+        images : str or PathLike, optional
+            Image folder or ``.zip`` (for pixel checks and report grids).
+
+        Returns
+        -------
+        Case
+
+        Raises
+        ------
+        CaseError
+            No descriptors, a matrix that is not 2-D or holds no rows, row counts that differ
+            from ``len(paths)`` (named), NaN/inf rows (the first rows listed), empty paths, or
+            labels of the wrong length.
+        """
+        paths = [str(p) for p in paths]
+        if not descriptors:
+            raise CaseError("Case.from_arrays needs at least one descriptor matrix")
+        if not paths or any(not p.strip() for p in paths):
+            raise CaseError(f"paths: {len(paths)} paths given, {sum(not p.strip() for p in paths)} empty; "
+                            "give one non-empty path per row")
+        arrays = {}
+        for kind in sorted(descriptors):
+            X = np.asarray(descriptors[kind], dtype=np.float32)
+            if X.ndim != 2 or X.shape[1] < 1:
+                raise CaseError(f"descriptor {kind!r}: expected a 2-D array (n_images, n_features); got shape {X.shape}")
+            if X.shape[0] != len(paths):
+                raise CaseError(f"descriptor {kind!r} has {X.shape[0]:,} rows but {len(paths):,} paths are given")
+            bad = find_bad_rows(X)
+            if bad.size:
+                raise CaseError(f"descriptor {kind!r} has {bad.size:,} row(s) with NaN/inf (rows {_list(bad)})")
+            arrays[str(kind)] = X
+        table = None
+        if labels is not None:
+            labels = pd.DataFrame(labels)
+            if "path" in labels.columns:
+                table, _ = align_by_path(labels, paths, "labels")
+            elif len(labels) == len(paths):
+                table = labels.reset_index(drop=True)
+            else:
+                raise CaseError(f"labels has {len(labels):,} rows and no 'path' column, for {len(paths):,} paths")
+        source = None
+        if images is not None:
+            try:
+                source = ImageSource(images)
+            except FileNotFoundError as exc:
+                raise CaseError(f"images {images}: {exc}") from exc
+        return cls(name=name, root=None, descriptors=arrays, paths=paths, labels=table, images=source)
 
     def release_pages(self) -> int:
         """Re-open every memory-mapped descriptor, so the pages read so far leave this process.
@@ -138,13 +201,8 @@ class Case:
 
     @property
     def identities(self) -> np.ndarray | None:
-        """Object identity of every image, from the path layout, or None (see :attr:`identity_source`).
-
-        The folder that holds an image names the object (one vehicle) when ``case.json``
-        declares ``"identities": "parent_folder"``. Without a declaration (``auto``) it does so
-        only where the layout is unambiguous, the VeRi layout ``<part>\\<object id>\\<image>``:
-        paths at least three levels deep, every holding folder named by a number (an id, not a
-        word such as ``train/black``), at least 20 such folders and some with two or more images.
+        """Object identity of every image, from the path layout, or None (see :attr:`identity_source`;
+        the rule is :func:`descluster.profile.identities_from_paths`).
 
         Returns
         -------
@@ -158,23 +216,9 @@ class Case:
         return self._identity()[1]
 
     def _identity(self) -> tuple[np.ndarray | None, str]:
-        if self.identity_layout == "none":
-            return None, "none: case.json declares \"identities\": \"none\""
-        parts = [p.replace("\\", "/").split("/") for p in self.paths]
-        depth = 2 if self.identity_layout == "parent_folder" else 3
-        if not parts or min(len(p) for p in parts) < depth:
-            return None, f"none: paths are not {depth} levels deep"
-        ids = np.array(["/".join(p[:-1]) for p in parts], dtype=object)
-        uniq, counts = np.unique(ids, return_counts=True)
-        if not (counts >= 2).any():
-            return None, "none: no folder holds two or more images"
-        if self.identity_layout == "parent_folder":
-            return ids, f"declared in case.json: parent folder ({len(uniq):,} identities)"
-        numeric = all(u.rsplit("/", 1)[-1].isdigit() for u in uniq)
-        if not numeric or len(uniq) < 20:
-            return None, ("none: the folders are not unambiguously object ids (VeRi layout needs >= 20 numbered "
-                          "folders); declare \"identities\": \"parent_folder\" in case.json if they are")
-        return ids, f"VeRi layout: numbered parent folders ({len(uniq):,} identities, median {int(np.median(counts))} images)"
+        from .profile import identities_from_paths
+
+        return identities_from_paths(self.paths, self.identity_layout)
 
     @property
     def images_fingerprint(self) -> str | None:
@@ -529,13 +573,6 @@ def _fingerprint(source: ImageSource, paths: list[str]) -> str:
 # -- optional tables -----------------------------------------------------------
 
 
-def _key(path: str) -> str:
-    try:
-        return normalise_case_path(path)
-    except UnsafePathError:
-        return str(path).replace("\\", "/")
-
-
 def _strip_top(key: str) -> str | None:
     return key.split("/", 1)[1] if "/" in key else None
 
@@ -569,7 +606,7 @@ def align_by_path(table: pd.DataFrame, paths: list[str], source: str | os.PathLi
     """
     if "path" not in table.columns:
         raise CaseError(f"{source}: no 'path' column; the columns are {list(table.columns)}")
-    keys = [_key(p) for p in table["path"].astype(str)]
+    keys = [path_key(p) for p in table["path"].astype(str)]
     exact: dict[str, int] = {}
     stripped: dict[str, int] = {}
     for i, k in enumerate(keys):
@@ -579,7 +616,7 @@ def align_by_path(table: pd.DataFrame, paths: list[str], source: str | os.PathLi
             stripped.setdefault(s, i)
     index = np.full(len(paths), -1, dtype=np.int64)
     for j, p in enumerate(paths):
-        k = _key(p)
+        k = path_key(p)
         i = exact.get(k)
         if i is None:
             s = _strip_top(k)

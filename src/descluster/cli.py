@@ -1,10 +1,11 @@
-"""Command line: ``descluster extract | run | demo | label``. Parses arguments and calls the pipeline.
+"""Command line: ``descluster extract | run | demo | assign | label``. Parses arguments and calls the pipeline.
 
 Stable interface::
 
     descluster extract IMAGES --out CASE_DIR     # descriptors for a folder or zip of images
     descluster run CASE_DIR --out OUT            # the study on a case
     descluster demo --out OUT                    # extract (cached) + run on the built-in data
+    descluster assign NEW_CASE --model OUT --out OUT2   # label new images with a run's fitted model
     descluster label RESULTS --names names.csv   # apply cluster names -> RESULTS/labels.csv
 """
 
@@ -22,7 +23,7 @@ from .errors import DesclusterError
 
 
 def demo_images_dir() -> Path:
-    """Folder of the built-in demo images (``data/tiny-vehicles`` in the source tree).
+    """Folder of the built-in demo images (``data/<profile.DEMO_DATA>`` in the source tree).
 
     ``DESCLUSTER_DEMO_DATA`` overrides it.
 
@@ -31,10 +32,12 @@ def demo_images_dir() -> Path:
     FileNotFoundError
         If the folder cannot be found (e.g. a non-editable install without the data).
     """
+    from .profile import DEMO_DATA
+
     env = os.environ.get("DESCLUSTER_DEMO_DATA")
     candidates = [Path(env)] if env else []
     here = Path(__file__).resolve()
-    candidates += [p / "data" / "tiny-vehicles" for p in here.parents[:4]]
+    candidates += [p / "data" / DEMO_DATA for p in here.parents[:4]]
     for c in candidates:
         if (c / "labels.csv").is_file():
             return c
@@ -125,10 +128,20 @@ def _list_default(values) -> str:
     return ",".join(values) if values else "none"
 
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from .config import ALGORITHM_NAMES, EMBEDDINGS, PREPROCESSINGS, RunConfig
+def _flat_config_names() -> dict[str, tuple[str, str]]:
+    from .config import _flat_names
 
-    d = RunConfig()
+    return _flat_names()
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .config import ALGORITHM_NAMES as algorithm_names, EMBEDDING_NAMES, SCALER_NAMES, RunConfig
+
+    PREPROCESSINGS, ALGORITHM_NAMES, EMBEDDINGS = SCALER_NAMES(), algorithm_names(), EMBEDDING_NAMES()
+
+    config = RunConfig()
+    d = argparse.Namespace(**{flat: getattr(getattr(config, sec), name) if sec != "seed" else config.seed
+                              for flat, (sec, name) in _flat_config_names().items()}, seed=config.seed)
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="TOML file of RunConfig fields (the keys of manifest.json's \"parameters\"); options given "
                         "here override it (default: none)")
@@ -225,6 +238,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the demo case is extracted (default: OUT/case)")
     _add_run_options(p)
 
+    p = sub.add_parser("assign", help="label new images with the model of a finished run -> OUT2/assignments.csv",
+                       description="Cluster, label, flag and check for drift new images, with the fitted model "
+                                   "that `descluster run` saved in its results folder (OUT/model/).")
+    p.add_argument("case", type=Path, metavar="NEW_CASE",
+                   help="case folder of the new images, with the same descriptor kinds as the study (required)")
+    p.add_argument("--model", type=Path, required=True, metavar="OUT",
+                   help="results folder of `descluster run`, or its model/ folder (required)")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT2", help="folder for assignments.csv and the drift "
+                                                                         "files, created (required)")
+    p.add_argument("--images", type=Path, metavar="PATH",
+                   help="image folder or zip of the new case (default: from its case.json, or found in NEW_CASE)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="UNSAFE: load descriptor pickles with the unrestricted unpickler, which can run code "
+                        "(default: off, the restricted unpickler)")
+
     p = sub.add_parser("label", help="apply a names file to a results folder -> RESULTS/labels.csv",
                        description="Write labels.csv (path,cluster,name; one row per image) from a results "
                                    "folder's clusters.csv and a names file, such as the report's names.csv.")
@@ -249,8 +277,6 @@ def _config_from(args: argparse.Namespace):
         pixel_checks=False if args.no_pixel_checks else None,
         drop_bad_rows=True if args.drop_bad_rows else None, trust_pickle=True if args.trust_pickle else None,
     )
-    if overrides["full_preprocessings"] == ("auto",):
-        overrides["full_preprocessings"] = ()
     if args.config is not None:
         return RunConfig.from_toml(args.config, **overrides)
     return RunConfig.from_dict({}, **overrides)
@@ -261,11 +287,28 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     from .pipeline import run_study
 
     config = _config_from(args)
-    case = load_case(case_dir, images=images, drop_bad_rows=config.drop_bad_rows, trust_pickle=config.trust_pickle)
+    case = load_case(case_dir, images=images, drop_bad_rows=config.case.drop_bad_rows,
+                     trust_pickle=config.case.trust_pickle)
     result = run_study(case, out, config)
     from .console import run_summary
 
     print("\n".join(run_summary(result, out)))
+    return 0
+
+
+def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, trust_pickle: bool) -> int:
+    from .api import assign_case
+
+    assignment = assign_case(case_dir, model_dir, out, images=images, trust_pickle=trust_pickle)
+    t = assignment.table
+    print(f"assigned {len(t):,} images to {t['cluster'].nunique()} clusters; {int(t['flagged'].sum()):,} flagged")
+    if assignment.drift is not None:
+        s = assignment.drift.summary
+        print(f"drift: {s['far']:,} far from every cluster ({s['far_share']:.1%}, about "
+              f"{s['expected_far_share']:.0%} expected), {s['new_groups']} new dense group(s), cluster shares "
+              f"shifted by {s['total_variation']:.3f} (total variation)")
+    print(f"results: {out.resolve()}  (assignments.csv, drift.json, drift_shares.csv, drift_groups.csv)")
+    return 0
     return 0
 
 
@@ -292,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             case_dir = args.case or (args.out / "case")
             extract_case(demo_images_dir(), case_dir)
             return _run(case_dir, args.out, None, args)
+        if args.command == "assign":
+            return _assign(args.case, args.model, args.out, args.images, args.trust_pickle)
         if args.command == "label":
             from .labelling import apply_names
 

@@ -74,6 +74,8 @@ def describe_case(case) -> list[str]:
 
 def _extraction_unreadable(root: Path) -> list[str]:
     """``path: error`` of each row of ``CASE/meta/unreadable.csv`` (written by ``extract``); [] if none."""
+    if root is None:  # a case built from arrays
+        return []
     f = Path(root) / "meta" / "unreadable.csv"
     if not f.is_file():
         return []

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ParameterError
+from .rows import row_chunks, sample_rows
 from .validation import check_int as _check_int
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ def stratified_sample(n: int, size: int, strata: np.ndarray | None, random_state
         If ``size`` is out of range or ``strata`` has the wrong length.
     """
     size = _check_int("size", size, 1, n)
-    rng = np.random.default_rng(random_state)
     if strata is None:
-        return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+        return sample_rows(n, size, random_state).astype(np.int64)
+    rng = np.random.default_rng(random_state)
     strata = np.asarray(strata)
     if strata.shape != (n,):
         raise ParameterError(f"strata has shape {strata.shape}; expected ({n},), one cluster per row")
@@ -328,8 +329,8 @@ class TSNEEmbedding:
         grad = "FFT" if method == "fft" else f"Barnes-Hut, {self.n_components}-D"
         if sampled:
             rest = np.setdiff1d(np.arange(n), self.sample_)
-            for start in range(0, len(rest), 50_000):  # bounded memory for the affinity rows
-                chunk = rest[start:start + 50_000]
+            for sl in row_chunks(len(rest), 50_000):  # bounded memory for the affinity rows
+                chunk = rest[sl]
                 Y[chunk] = np.asarray(embedding.transform(project(X[chunk])), dtype=np.float32)
             what = (f"a {n_fit:,}-row sample stratified by cluster (seed {self.random_state}); "
                     f"the other {len(rest):,} rows placed with openTSNE transform")

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .config import ALGORITHM_NAMES
 from .errors import NoUsableClusteringError
-from .results import Choice, ReducedSpace
+from .results import Choice, ReducedSpace, choice_key
 
 METRIC_COLUMNS = ("calinski_harabasz", "davies_bouldin", "silhouette", "silhouette_sampled",
                   "silhouette_sample_size", "inertia", "bic", "stability", "noise_share",
@@ -119,7 +119,7 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
 
     rows = []
     for key, ch in choices.items():
-        space = spaces[f"{ch.descriptor}/{ch.preprocessing}"]
+        space = spaces[ch.space.key]
         sw = ch.sweep
         at_k = sw[sw["k"] == ch.k]
         metrics = at_k.iloc[0].to_dict() if len(at_k) else {}
@@ -128,7 +128,7 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
             "preprocessing": ch.preprocessing,
             "algorithm": ch.algorithm,
             "space": (f"concatenated {ch.preprocessing} blocks, each scaled to unit total variance "
-                      f"({space.n_components} dims)") if ch.descriptor.startswith("mix:") else
+                      f"({space.n_components} dims)") if ch.space.is_mixture else
                      f"{ch.preprocessing} + PCA {space.n_components} "
                      f"({float(np.sum(space.explained_variance_ratio[:space.n_components])):.0%} variance)",
             "n_components": space.n_components,
@@ -165,15 +165,15 @@ def build_comparison(choices: dict[str, Choice], spaces: dict[str, ReducedSpace]
 
 def _add_consensus(table: pd.DataFrame, choices: dict[str, Choice]) -> None:
     """Add ``consensus`` (mean NMI with the other kinds' references) and the final ``score``, in place."""
-    single = table[~table["descriptor"].str.startswith("mix:") & table["base_score"].notna()]
+    single = table[~table["descriptor"].isin(mixture_names(choices)) & table["base_score"].notna()]
     order = single.assign(_a=single["algorithm"].map(_algo_order))
     order = order.sort_values(["base_score", "_a", "preprocessing"], ascending=[False, True, True], kind="mergesort")
-    refs = {r.descriptor: choices[f"{r.descriptor}/{r.preprocessing}/{r.algorithm}"].labels
+    refs = {r.descriptor: choices[choice_key(r.descriptor, r.preprocessing, r.algorithm)].labels
             for r in order.drop_duplicates("descriptor").itertuples()}
     cons, scores = [], []
     for r in table.itertuples():
         others = [lab for d, lab in refs.items() if d != r.descriptor]
-        c = consensus_nmi(np.asarray(choices[f"{r.descriptor}/{r.preprocessing}/{r.algorithm}"].labels), others)
+        c = consensus_nmi(np.asarray(choices[choice_key(r.descriptor, r.preprocessing, r.algorithm)].labels), others)
         cons.append(round(c, 6))
         s = r.base_score * c if np.isfinite(r.base_score) else np.nan
         scores.append(round(s, 6) if np.isfinite(s) else np.nan)
@@ -182,7 +182,13 @@ def _add_consensus(table: pd.DataFrame, choices: dict[str, Choice]) -> None:
 
 
 def _algo_order(name: str) -> int:
-    return ALGORITHM_NAMES.index(name) if name in ALGORITHM_NAMES else len(ALGORITHM_NAMES)
+    names = ALGORITHM_NAMES()
+    return names.index(name) if name in names else len(names)
+
+
+def mixture_names(choices: dict[str, Choice]) -> set[str]:
+    """``descriptor`` values of the mixture configurations among ``choices`` (their table rows)."""
+    return {c.descriptor for c in choices.values() if c.space.is_mixture}
 
 
 def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
@@ -225,10 +231,10 @@ def recommend(comparison: pd.DataFrame) -> tuple[str, str, pd.DataFrame]:
     table["recommended"] = False
     table.loc[best, "recommended"] = True
     r = table.loc[best]
-    key = f"{r['descriptor']}/{r['preprocessing']}/{r['algorithm']}"
+    key = choice_key(r["descriptor"], r["preprocessing"], r["algorithm"])
     others = table[finite & (table.index != best)].head(3)
     runner = "; ".join(
-        f"{o.descriptor}/{o.preprocessing}/{o.algorithm} k={o.k} (score {o.score:.2f}, stability {o.stability:.2f}, "
+        f"{choice_key(o.descriptor, o.preprocessing, o.algorithm)} k={o.k} (score {o.score:.2f}, stability {o.stability:.2f}, "
         f"consensus {o.consensus:.2f})"
         for o in others.itertuples()
     )

@@ -1,7 +1,9 @@
 """Result objects passed between pipeline stages and to the report.
 
 Each is a plain dataclass: the stage that makes it documents how; the report
-and the CSV writers only read it. Arrays are NumPy; tables are pandas.
+and the CSV writers only read it. Arrays are NumPy; tables are pandas. A space
+is named by a :class:`SpaceId` (descriptor, preprocessing, fingerprint), never by
+a string rebuilt by hand.
 """
 
 from __future__ import annotations
@@ -13,16 +15,99 @@ import numpy as np
 import pandas as pd
 
 
-@dataclass
-class ReducedSpace:
-    """One descriptor kind after scaling and PCA: the space clustering runs in.
+def choice_key(descriptor: str, preprocessing: str, algorithm: str) -> str:
+    """The name of a configuration (``Choice.key``) from its three table columns:
+    ``"<descriptor>/<preprocessing>/<algorithm>"``."""
+    return f"{descriptor}/{preprocessing}/{algorithm}"
+
+
+@dataclass(frozen=True)
+class SpaceId:
+    """Identity of a reduced space: which descriptor kind(s), which scaler, from which inputs.
+
+    Built by :meth:`single` (one descriptor kind after a scaler and PCA) or
+    :meth:`mixture` (a weighted concatenation of single spaces); the table name
+    (``descriptor`` column, ``"mix:a+b"`` for mixtures) is made only here.
 
     Attributes
     ----------
     descriptor : str
-        Descriptor kind (file stem), e.g. ``"mobilenetv2"``; mixtures are named ``"mix:a+b"``.
+        Descriptor kind (file stem), e.g. ``"mobilenetv2"``; for a mixture ``"mix:a+b"``
+        (the parts' kinds joined in order).
     preprocessing : str
-        Scaler name: ``"none"``, ``"standard"``, ``"minmax"``, ``"robust"`` or ``"l2"``.
+        Scaler name (``"none"``, ``"standard"``, ``"minmax"``, ``"robust"``, ``"l2"``); for a
+        mixture the parts' scalers, distinct ones joined by ``+``.
+    parts : tuple of SpaceId
+        The single spaces of a mixture, in block order; empty for a single space.
+    fingerprint : str
+        Hash of everything the space's rows depend on (input digests, parameters); the
+        stage cache chains it into the keys of later stages. Empty when unknown.
+    """
+
+    descriptor: str
+    preprocessing: str
+    parts: tuple["SpaceId", ...] = ()
+    fingerprint: str = ""
+
+    @classmethod
+    def single(cls, descriptor: str, preprocessing: str, fingerprint: str = "") -> "SpaceId":
+        """One descriptor kind after ``preprocessing`` and PCA."""
+        return cls(str(descriptor), str(preprocessing), (), fingerprint)
+
+    @classmethod
+    def mixture(cls, parts) -> "SpaceId":
+        """The concatenation of single spaces ``parts`` (in block order); fingerprint chained from theirs.
+
+        Raises
+        ------
+        ParameterError
+            If ``parts`` is empty or holds a mixture.
+        """
+        from .cache import stable_hash
+        from .errors import ParameterError
+
+        parts = tuple(parts)
+        if not parts or any(p.is_mixture for p in parts):
+            raise ParameterError(f"a mixture needs one or more single spaces; got {[p.key for p in parts]}")
+        return cls("mix:" + "+".join(p.descriptor for p in parts),
+                   "+".join(dict.fromkeys(p.preprocessing for p in parts)), parts,
+                   stable_hash([p.fingerprint for p in parts]))
+
+    @property
+    def key(self) -> str:
+        """``"<descriptor>/<preprocessing>"``: the name of this space in tables and dicts."""
+        return f"{self.descriptor}/{self.preprocessing}"
+
+    @property
+    def is_mixture(self) -> bool:
+        """True for a concatenation of descriptor kinds."""
+        return bool(self.parts)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Descriptor kinds whose raw rows this space is computed from."""
+        return tuple(p.descriptor for p in self.parts) if self.parts else (self.descriptor,)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (``from_dict`` reads it back)."""
+        return {"descriptor": self.descriptor, "preprocessing": self.preprocessing,
+                "parts": [p.to_dict() for p in self.parts], "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SpaceId":
+        """Inverse of :meth:`to_dict`."""
+        return cls(str(data["descriptor"]), str(data["preprocessing"]),
+                   tuple(cls.from_dict(p) for p in data.get("parts", ())), str(data.get("fingerprint", "")))
+
+
+@dataclass
+class ReducedSpace:
+    """One descriptor kind after scaling and PCA (or a mixture of such): the space clustering runs in.
+
+    Attributes
+    ----------
+    id : SpaceId
+        Which space this is.
     X : ndarray of shape (n_samples, n_components), float32
         The reduced rows, in input order.
     explained_variance_ratio : ndarray of shape (n_fitted_components,), float64
@@ -31,28 +116,44 @@ class ReducedSpace:
         Components kept (chosen by the explained-variance target).
     variance_target : float
         Cumulative explained-variance target used to choose ``n_components``.
+    transform : Reduction or Mixture, optional
+        The fitted map from raw descriptor rows to these rows
+        (:mod:`descluster.preprocess.spaces`); what a saved model applies to new images.
     """
 
-    descriptor: str
-    preprocessing: str
+    id: SpaceId
     X: np.ndarray
     explained_variance_ratio: np.ndarray
     n_components: int
     variance_target: float
+    transform: Any = None
+
+    @property
+    def descriptor(self) -> str:
+        """``id.descriptor``."""
+        return self.id.descriptor
+
+    @property
+    def preprocessing(self) -> str:
+        """``id.preprocessing``."""
+        return self.id.preprocessing
 
     @property
     def key(self) -> str:
-        """``"<descriptor>/<preprocessing>"``: the name of this space in tables."""
-        return f"{self.descriptor}/{self.preprocessing}"
+        """``id.key``: the name of this space in tables."""
+        return self.id.key
 
 
 @dataclass
 class Choice:
-    """The k chosen for one (descriptor, preprocessing, algorithm) sweep.
+    """The k chosen for one (space, algorithm) sweep.
 
     Attributes
     ----------
-    descriptor, preprocessing, algorithm : str
+    space : SpaceId
+        The space the sweep ran in.
+    algorithm : str
+        Registry name of the algorithm.
     k : int
         Chosen number of clusters (for HDBSCAN: clusters found, noise excluded).
     labels : ndarray of shape (n_samples,), int64
@@ -63,21 +164,34 @@ class Choice:
         One row per k tried, with the metric columns of ``study.csv``.
     centroids : ndarray of shape (k, n_components), float32, optional
         Cluster means in the reduced space (used for distances and medoids).
+    predictor : Predictor, optional
+        How rows of the space get this clustering's labels (:mod:`descluster.cluster.predictors`);
+        what a saved model applies to new images.
     """
 
-    descriptor: str
-    preprocessing: str
+    space: SpaceId
     algorithm: str
     k: int
     labels: np.ndarray
     reason: str
     sweep: pd.DataFrame
     centroids: np.ndarray | None = None
+    predictor: Any = None
+
+    @property
+    def descriptor(self) -> str:
+        """``space.descriptor``."""
+        return self.space.descriptor
+
+    @property
+    def preprocessing(self) -> str:
+        """``space.preprocessing``."""
+        return self.space.preprocessing
 
     @property
     def key(self) -> str:
-        """``"<descriptor>/<preprocessing>/<algorithm>"``."""
-        return f"{self.descriptor}/{self.preprocessing}/{self.algorithm}"
+        """``"<descriptor>/<preprocessing>/<algorithm>"``: the name of this configuration."""
+        return choice_key(self.space.descriptor, self.space.preprocessing, self.algorithm)
 
 
 @dataclass
@@ -89,7 +203,7 @@ class RunResult:
     paths : list of str, length n_samples
         Image paths exactly as in ``images_paths.csv``.
     spaces : dict of str -> ReducedSpace
-        Keyed by ``ReducedSpace.key``.
+        Keyed by ``SpaceId.key``.
     choices : dict of str -> Choice
         Keyed by ``Choice.key``; every configuration of the study at its chosen k.
     study : DataFrame
@@ -125,6 +239,10 @@ class RunResult:
         Warnings and fallbacks that the report must show (sampling, capped parameters, ...).
     meta : dict
         Run parameters, versions and timings (also in ``manifest.json``).
+    model : FittedModel or None
+        What labels new images (:mod:`descluster.model`); saved under ``OUT/model/``.
+    images : ImageSource or None
+        Where the images are read from (report grids), if known.
     """
 
     paths: list[str]
@@ -146,3 +264,5 @@ class RunResult:
     agreement: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    model: Any = None
+    images: Any = None

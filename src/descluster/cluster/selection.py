@@ -57,6 +57,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..curves import kneedle
 from ..errors import ParameterError
 
 __all__ = ["kneedle", "choose_k", "RANKED", "supported_k_range", "MIN_ROWS_PER_CLUSTER_HALF"]
@@ -68,38 +69,6 @@ MIN_ROWS_PER_CLUSTER_HALF = 5
 
 #: Column -> True when higher is better; the indices combined in step 4.
 RANKED = {"calinski_harabasz": True, "davies_bouldin": False, "silhouette": True, "stability": True}
-
-
-def kneedle(x: np.ndarray, y: np.ndarray) -> int:
-    """Index of the knee of a decreasing convex curve (Kneedle, Satopaa et al. 2011).
-
-    Parameters
-    ----------
-    x : ndarray of shape (m,), increasing
-    y : ndarray of shape (m,), decreasing (e.g. inertia against k)
-
-    Returns
-    -------
-    int
-        Position in ``x`` maximising ``(1 - x_n) - y_n`` with ``x_n``, ``y_n`` min-max
-        normalised to [0, 1] (the distance below the chord); 0 for a flat curve.
-
-    Raises
-    ------
-    ParameterError
-        If fewer than 2 points or the shapes differ.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1 or x.size < 2:
-        raise ParameterError(f"kneedle needs two 1-D arrays of equal length >= 2; got {x.shape}, {y.shape}")
-    xr = x.max() - x.min()
-    yr = y.max() - y.min()
-    if not (xr > 0) or not (yr > 0):
-        return 0
-    xn = (x - x.min()) / xr
-    yn = (y - y.min()) / yr
-    return int(np.argmax((1.0 - xn) - yn))
 
 
 def _mean_rank(sub: pd.DataFrame) -> pd.Series:

@@ -14,11 +14,16 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from .. import metrics as M
-from ..errors import ParameterError
+from sklearn.base import clone
 from threadpoolctl import threadpool_limits
 
+from ..errors import ParameterError
+from ..metrics.internal import (MetricValue, SilhouetteSample, calinski_harabasz, cluster_stats, davies_bouldin,
+                                inertia, silhouette)
+from ..metrics.stability import SplitHalves
+from ..validation import check_int
 from .algorithms import _SMALL, ClusterAdapter, make_algorithm
+from .context import SweepContext
 
 __all__ = ["SweepResult", "sweep", "TABLE_COLUMNS"]
 
@@ -54,6 +59,8 @@ class SweepResult:
         empty (0, n_samples) array when ``keep_labels=False``.
     centroids : dict of int -> ndarray of shape (k, n_features), float32
         Cluster centres per k where the algorithm defines them.
+    predictors : dict of int -> Predictor
+        How each k's fit labels rows (the adapter's ``predictor_``), for saving a model.
     total_inertia : float
         Inertia of the one-cluster partition (total sum of squares about the mean): the
         k = 1 anchor of the inertia curve for the knee (``selection.choose_k``).
@@ -63,6 +70,7 @@ class SweepResult:
     table: pd.DataFrame
     labels: np.ndarray
     centroids: dict[int, np.ndarray] = field(default_factory=dict)
+    predictors: dict[int, object] = field(default_factory=dict)
     total_inertia: float = float("nan")
 
     def labels_for(self, k: int) -> np.ndarray:
@@ -104,22 +112,21 @@ def _failed_row(k: int, reason: str, seconds: float) -> dict:
     return row
 
 
-def _score(X, labels, adapter, stability_fit, sil_sample, stability_rows, random_state) -> dict:
-    stats = M.cluster_stats(X, labels)
+def _score(X, labels, adapter, stability, sil_sample) -> dict:
+    stats = cluster_stats(X, labels)
     vals = {
-        "calinski_harabasz": M.calinski_harabasz(X, labels, stats=stats),
-        "davies_bouldin": M.davies_bouldin(X, labels, stats=stats),
-        "inertia": M.inertia(X, labels, stats=stats),
-        "silhouette": M.silhouette(X, labels, stats=stats, sample=sil_sample),
+        "calinski_harabasz": calinski_harabasz(X, labels, stats=stats),
+        "davies_bouldin": davies_bouldin(X, labels, stats=stats),
+        "inertia": inertia(X, labels, stats=stats),
+        "silhouette": silhouette(X, labels, stats=stats, sample=sil_sample),
     }
-    if stability_rows:
+    if stability is not None:
         try:
-            vals["stability"] = M.stability(X, stability_fit, subsample=stability_rows,
-                                            eval_size=max(stability_rows, 10), random_state=random_state)
+            vals["stability"] = stability()
         except Exception as exc:  # a fit on a half can fail where the full fit did not
-            vals["stability"] = M.MetricValue.undefined(f"{type(exc).__name__}: {exc}")
+            vals["stability"] = MetricValue.undefined(f"{type(exc).__name__}: {exc}")
     else:
-        vals["stability"] = M.MetricValue.undefined("not computed")
+        vals["stability"] = MetricValue.undefined("not computed")
     row = {name: v.value for name, v in vals.items()}
     row["silhouette_sampled"] = vals["silhouette"].sampled
     row["silhouette_sample_size"] = int(vals["silhouette"].sample_size or 0)
@@ -148,18 +155,21 @@ def sweep(
     Scores: Calinski-Harabasz, Davies-Bouldin, inertia (streaming, exact, all rows),
     silhouette (exact up to ``silhouette_sample`` rows, else on one fixed uniform
     sample whose distance matrix is computed once for the whole sweep,
-    :class:`~descluster.metrics.SilhouetteSample`), split-half stability (two fits on
-    disjoint ``stability_rows``-row subsamples, ARI of their nearest-centroid
-    extensions; Lange et al. 2004; one adapter per half is kept across k, so a
-    sample-based adapter that caches per input, like Ward's tree, builds it once)
-    and cluster sizes; see :mod:`descluster.metrics`.
+    :class:`~descluster.metrics.internal.SilhouetteSample`), split-half stability (two
+    fits on disjoint ``stability_rows``-row halves drawn once for the sweep, ARI of their
+    nearest-centroid extensions; Lange et al. 2004,
+    :class:`~descluster.metrics.stability.SplitHalves`) and cluster sizes. Every fit on
+    ``X`` shares one :class:`~descluster.cluster.context.SweepContext`, and every fit on
+    each half another, so work that does not depend on k (the distinct-row bound,
+    Ward's tree) is done once per matrix.
 
     Parameters
     ----------
     X : ndarray or memmap of shape (n_samples, n_features), float32 or float64
         The reduced space.
     algorithm : str or ClusterAdapter
-        A name in ``ALGORITHMS`` (built with ``random_state``) or a configured adapter.
+        A name in ``ALGORITHMS`` (built with ``random_state``) or a configured adapter
+        (its ``n_clusters`` is set per k on clones; the adapter itself is not fitted).
     ks : iterable of int
         k values to try (ignored for k-free algorithms), default 2..30.
     random_state : int
@@ -187,34 +197,38 @@ def sweep(
         For an unknown algorithm name, bad ``stability_rows``/``silhouette_sample``,
         an empty ``ks`` or ``X`` not 2-D. Per-k failures are recorded, not raised.
     """
-    adapter = make_algorithm(algorithm, random_state=random_state) if isinstance(algorithm, str) else algorithm
-    if not isinstance(adapter, ClusterAdapter):
+    base = make_algorithm(algorithm, random_state=random_state) if isinstance(algorithm, str) else algorithm
+    if not isinstance(base, ClusterAdapter):
         raise ParameterError(f"algorithm must be a name or a ClusterAdapter; got {type(algorithm).__name__}")
     X = X if isinstance(X, np.ndarray) else np.asarray(X)
     if X.ndim != 2:
         raise ParameterError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}")
-    if stability_rows is not None and stability_rows != 0 and stability_rows < 10:
-        raise ParameterError(f"stability_rows must be >= 10, 0 or None; got {stability_rows}")
-    if silhouette_sample < 10:
-        raise ParameterError(f"silhouette_sample must be >= 10; got {silhouette_sample}")
-    ks = [None] if not adapter.needs_k else [int(k) for k in ks]
+    if stability_rows:
+        check_int("stability_rows", stability_rows, 10)
+    check_int("silhouette_sample", silhouette_sample, 10)
+    ks = [None] if not base.needs_k else [int(k) for k in ks]
     if not ks:
         raise ParameterError("ks is empty: give at least one k >= 2")
     n = X.shape[0]
-    rows, all_labels, centroids = [], [], {}
+    rows, all_labels, centroids, predictors = [], [], {}, {}
     sil_sample = None  # built at the first successful fit (it costs O(m^2 d) once)
-    half_adapters: dict = {}  # one adapter per stability half, reused across k
+    context = SweepContext(X)
+    halves = parts = half_contexts = None
+    if stability_rows:
+        halves = SplitHalves(n, stability_rows, max(stability_rows, 10), random_state)
+        if halves.enough:
+            parts = halves.take(X)
+            half_contexts = (SweepContext(parts[0]), SweepContext(parts[1]))
 
-    def stability_adapter(Xs):
-        key = (Xs.shape, Xs[:2].tobytes(), Xs[-2:].tobytes())
-        if key not in half_adapters:
-            half_adapters[key] = adapter.clone()
-        return half_adapters[key]
+    def estimator(k):
+        est = clone(base)
+        return est.set_params(n_clusters=k) if k is not None else est
 
     for i, k in enumerate(ks):
         t0 = time.perf_counter()
         try:
-            labels = adapter.fit_predict(X, k)
+            est = estimator(k).fit(X, context=context)
+            labels = est.labels_
         except Exception as exc:  # recorded; the sweep goes on
             rows.append(_failed_row(k if k is not None else 0, f"fit: {type(exc).__name__}: {exc}",
                                     time.perf_counter() - t0))
@@ -226,26 +240,29 @@ def sweep(
         seconds = time.perf_counter() - t0
         k_row = k if k is not None else int(len(np.unique(labels[labels >= 0])))
 
-        def stability_fit(Xs, _k=k):
-            return stability_adapter(Xs).fit_predict(Xs, _k)
+        def stability(_k=k):
+            if parts is None:
+                return halves.score((X, X, X), None)
+            return halves.score(parts, lambda h, Xh: estimator(_k).fit_predict(Xh, context=half_contexts[h]))
 
         with threadpool_limits(limits=1 if X.shape[0] * X.shape[1] < _SMALL else None):
             if sil_sample is None:
-                sil_sample = M.SilhouetteSample(X, sample_size=silhouette_sample, random_state=random_state)
-            row = _score(X, labels, adapter, stability_fit, sil_sample, stability_rows, random_state)
+                sil_sample = SilhouetteSample(X, sample_size=silhouette_sample, random_state=random_state)
+            row = _score(X, labels, est, stability if halves is not None else None, sil_sample)
         row.update(k=k_row, fit_seconds=seconds)
         rows.append(row)
-        if getattr(adapter, "cluster_centers_", None) is not None:
-            centroids[k_row] = adapter.cluster_centers_
+        if getattr(est, "cluster_centers_", None) is not None:
+            centroids[k_row] = est.cluster_centers_
+        predictors[k_row] = est.predictor_
         if keep_labels:
             all_labels.append(labels.astype(np.int32))
         if on_labels:
-            on_labels(k_row, labels, adapter)
+            on_labels(k_row, labels, est)
         if progress:
             progress(i + 1, len(ks), k)
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     table["reason"] = table["reason"].fillna("").astype(str)
     labels_arr = np.stack(all_labels) if keep_labels else np.zeros((0, n), np.int32)
-    total = M.inertia(X, np.zeros(n, dtype=np.int64)).value
-    return SweepResult(algorithm=adapter.name, table=table, labels=labels_arr, centroids=centroids,
-                       total_inertia=float(total))
+    total = inertia(X, np.zeros(n, dtype=np.int64)).value
+    return SweepResult(algorithm=base.name, table=table, labels=labels_arr, centroids=centroids,
+                       predictors=predictors, total_inertia=float(total))

@@ -41,7 +41,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ParameterError
-from .base import Backbone, check_int, require_torch
+from ..validation import check_int
+from .base import Backbone, require_torch
 from .colour import ColourHistogram
 
 __all__ = [

@@ -10,13 +10,12 @@ the colour histogram (and everything else in descluster) works without the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..errors import ParameterError
 
-__all__ = ["Backbone", "require_torch", "check_int"]
+__all__ = ["Backbone", "require_torch"]
 
 
 def require_torch():
@@ -42,28 +41,6 @@ def require_torch():
             "which needs no torch)."
         ) from exc
     return torch
-
-
-def check_int(name: str, value: Any, low: int, high: int) -> int:
-    """Validate an integer parameter and return it.
-
-    Parameters
-    ----------
-    name : str
-        Parameter name, used in the error message.
-    value : object
-        The value given.
-    low, high : int
-        Inclusive valid range.
-
-    Raises
-    ------
-    ParameterError
-        If ``value`` is not an integer in ``[low, high]``.
-    """
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= int(value) <= high:
-        raise ParameterError(f"{name}={value!r} is invalid: expected an integer in [{low}, {high}]")
-    return int(value)
 
 
 class Backbone(ABC):

@@ -29,7 +29,8 @@ from ..errors import CaseError, DesclusterError, ParameterError
 from ..io.images import IMAGE_SUFFIXES, ImageSource
 from ..io.atomic import write_csv, write_json
 from .backbones import DEFAULT_BACKBONES, make_backbone
-from .base import Backbone, check_int
+from ..validation import check_int
+from .base import Backbone
 from .imagenet import summarise_probs, summary_frame
 from .writer import PartialStore, assemble, copy_file, paths_digest, read_json, write_paths, write_unreadable
 

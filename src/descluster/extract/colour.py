@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageCms
 
-from .base import Backbone, check_int
+from ..validation import check_int
+from .base import Backbone
 
 __all__ = ["ColourHistogram", "AB_LIMIT"]
 

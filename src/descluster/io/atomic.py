@@ -72,7 +72,7 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON atomically (NumPy scalars/arrays converted)."""
-    return write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=True) + "\n")
+    return write_text(path, json.dumps(obj, indent=2, default=json_default, allow_nan=True) + "\n")
 
 
 def write_csv(path: str | os.PathLike, frame) -> Path:
@@ -96,11 +96,25 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
     return Path(path)
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """The one ``json.dumps(default=...)`` hook of descluster: NumPy, paths, sets and ranges to JSON.
+
+    NumPy scalars become Python numbers (``.item()``), arrays nested lists, paths
+    strings, sets sorted lists and ranges ``[start, stop, step]``.
+
+    Raises
+    ------
+    TypeError
+        For any other type (as ``json.dumps`` expects).
+    """
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, range):
+        return [obj.start, obj.stop, obj.step]
     raise TypeError(f"cannot write {type(obj).__name__} as JSON")

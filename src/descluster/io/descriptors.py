@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CaseError, ParameterError
+from ..rows import row_chunks
 from .atomic import atomic_path
 from .safe_pickle import load_array
 
@@ -152,9 +153,8 @@ def _write_float32(X: np.ndarray, target: Path, chunk_rows: int) -> None:
     """Write ``X`` as a C-ordered float32 ``.npy`` at ``target`` atomically, chunk by chunk."""
     with atomic_path(target) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=X.shape)
-        for start in range(0, X.shape[0], chunk_rows):
-            stop = min(start + chunk_rows, X.shape[0])
-            out[start:stop] = X[start:stop]
+        for sl in row_chunks(X.shape[0], chunk_rows):
+            out[sl] = X[sl]
         out.flush()
         del out
 
@@ -304,11 +304,11 @@ def find_bad_rows(X: np.ndarray, chunk_size: int | None = None) -> np.ndarray:
     if X.dtype.kind not in "fc":
         return np.empty(0, dtype=np.int64)
     bad = []
-    for start in range(0, X.shape[0], step):
-        chunk = X[start : start + step]
+    for sl in row_chunks(X.shape[0], step):
+        chunk = X[sl]
         ok = np.isfinite(chunk).reshape(chunk.shape[0], -1).all(axis=1)
         if not ok.all():
-            bad.append(np.flatnonzero(~ok) + start)
+            bad.append(np.flatnonzero(~ok) + sl.start)
     return np.concatenate(bad).astype(np.int64) if bad else np.empty(0, dtype=np.int64)
 
 
@@ -343,8 +343,8 @@ def take_rows(X: np.ndarray, keep: np.ndarray, target: str | os.PathLike | None 
     step = _chunk_rows(X.shape[1], None)
     with atomic_path(target) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(keep.size, X.shape[1]))
-        for start in range(0, keep.size, step):
-            out[start : start + step] = X[keep[start : start + step]]
+        for sl in row_chunks(keep.size, step):
+            out[sl] = X[keep[sl]]
         out.flush()
         del out
     return _open_npy(target)

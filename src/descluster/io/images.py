@@ -63,6 +63,28 @@ def normalise_case_path(case_path: str) -> str:
     return "/".join(parts)
 
 
+def path_key(path: str) -> str:
+    """The key under which a path is matched between tables (labels, ImageNet summary, paths).
+
+    :func:`normalise_case_path` where the path is safe, so ``a\\b.jpg``, ``./a/b.jpg`` and
+    ``a/b.jpg`` match; an unsafe path (absolute, ``..``) is only given POSIX separators and
+    loses a leading ``./``, so that it still matches itself and never raises.
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    str
+    """
+    try:
+        return normalise_case_path(path)
+    except UnsafePathError:
+        p = str(path).replace("\\", "/")
+        return p[2:] if p.startswith("./") else p
+
+
 def to_rgb8(image: Image.Image) -> Image.Image:
     """Convert any PIL image to 8-bit RGB.
 

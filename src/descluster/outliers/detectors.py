@@ -31,7 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..curves import kneedle
 from ..errors import MemoryBudgetError, ParameterError
+from ..rows import sample_rows
 from ..validation import check_float as _check_float, check_int as _check_int
 from .duplicates import Collapse, descriptor_duplicate_groups
 from .neighbours import _finish, check_matrix, exact_search, knn_search, make_index
@@ -458,9 +460,7 @@ def knee_of_curve(values: np.ndarray) -> float:
     y = np.sort(np.asarray(values, dtype=np.float64))
     if y.size < 3 or y[-1] == y[0]:
         return float(y[-1])
-    x = np.linspace(0.0, 1.0, y.size)
-    yn = (y - y[0]) / (y[-1] - y[0])
-    return float(y[int(np.argmax(x - yn))])
+    return float(y[kneedle(np.linspace(0.0, 1.0, y.size), y, increasing=True)])
 
 
 def dbscan_memory_estimate(X: np.ndarray, eps: float, n_queries: int = 500, n_reference: int = 20_000, random_state=0) -> int:
@@ -566,9 +566,7 @@ class DBSCANNoiseDetector(_GraphDetector):
         m = Xr.shape[0]
         kcol = min(self.min_samples - 1, graph.distances_.shape[1]) - 1
         self.eps_ = float(self.eps) if self.eps is not None else knee_of_curve(graph.distances_[:, kcol])
-        rows = np.arange(m)
-        if self.sample_size is not None and self.sample_size < m:
-            rows = np.sort(np.random.default_rng(self.random_state).choice(m, self.sample_size, replace=False))
+        rows = np.arange(m) if self.sample_size is None else sample_rows(m, self.sample_size, self.random_state)
         fit_rows = Xr[rows]
         self.memory_estimate_ = dbscan_memory_estimate(fit_rows, self.eps_, random_state=self.random_state)
         if self.memory_estimate_ > self.memory_budget:

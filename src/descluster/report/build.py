@@ -32,7 +32,7 @@ from PIL import Image
 from ..embed import embed_2d, stratified_sample
 from ..errors import ParameterError
 from ..interpret import centroid_distances, cluster_facts
-from ..io.atomic import write_bytes, write_text
+from ..io.atomic import json_default, write_bytes, write_text
 from ..results import RunResult
 from . import figures
 from .grids import image_grid, load_tile, png_bytes
@@ -105,17 +105,9 @@ class ReportOptions:
 
 def script_json(obj) -> str:
     """JSON text safe to place inside ``<script>``: ``<``, ``>``, ``&``, U+2028/9 escaped."""
-    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=_plain)
+    text = json.dumps(obj, separators=(",", ":"), allow_nan=False, default=json_default)
     return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
             .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-
-def _plain(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot write {type(obj).__name__} as JSON")
 
 
 def _fmt(value) -> str:
