@@ -31,3 +31,7 @@ class ParameterError(DesclusterError, ValueError):
 
 class MemoryBudgetError(DesclusterError, MemoryError):
     """An operation would need more memory than allowed (gives the estimate and a way out)."""
+
+
+class LabellingError(DesclusterError, ValueError):
+    """A labelling session request is invalid (names the task, class, question or file involved)."""

@@ -73,6 +73,18 @@ def _space_from_entry(descriptor: str, preprocessing: str, entry: Entry, target:
     )
 
 
+def reduce_params(digest: str, dropped_rows, preprocessing: str, config: RunConfig) -> dict:
+    """Cache-key material of one reduced space (descriptor file digest, dropped rows, scaler, PCA settings)."""
+    return {
+        "descriptor": digest,
+        "dropped": list(map(int, dropped_rows)),
+        "preprocessing": preprocessing,
+        "variance_target": config.variance_target,
+        "max_components": config.max_components,
+        "seed": config.seed,
+    }
+
+
 def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str]) -> tuple[dict[str, ReducedSpace], dict[str, str]]:
     """Scale + PCA every descriptor kind under every preprocessing.
 
@@ -96,14 +108,7 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
             return memo[0]
 
         for prep in config.preprocessings:
-            params = {
-                "descriptor": digests[name],
-                "dropped": list(map(int, case.dropped_rows)),
-                "preprocessing": prep,
-                "variance_target": config.variance_target,
-                "max_components": config.max_components,
-                "seed": config.seed,
-            }
+            params = reduce_params(digests[name], case.dropped_rows, prep, config)
 
             def compute(X=X, prep=prep) -> Entry:
                 with stage(f"reduce {name}/{prep}", rows=X.shape[0]):

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import CaseError
-from .io.atomic import write_csv
+from ..errors import CaseError
+from ..io.atomic import write_csv
 
 #: Name written for images of a discarded cluster.
 DISCARD_NAME = "discard"
