@@ -181,7 +181,7 @@ def test_label_spreading_matches_scikit_learn_on_the_same_graph():
     from sklearn.semi_supervised import LabelSpreading
 
     X, y, truth, graph = _two_blobs()
-    S = graph_operator(graph, 120)
+    S = graph_operator(graph, 120, order=np.random.default_rng(0).permutation(120)).matrix_
     W = (S > 0).astype(np.float64)  # the symmetric connectivity S was normalised from
     ref = LabelSpreading(kernel=lambda a, b: W, alpha=0.2, max_iter=30, tol=0.0).fit(np.arange(120.0)[:, None], y)
     ours = GraphLabelSpreading(alpha=0.2, max_iter=30, tol=0.0).fit(None, y, graph=graph, n_classes=2)
@@ -335,3 +335,16 @@ def test_cli_labels_export_and_status(results, tmp_path, capsys):
     assert main(["labels", "export", str(tmp_path / "nowhere")]) == 2
     assert "labels.sqlite does not exist" in capsys.readouterr().err
     (out / "labels.sqlite").unlink()
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_logistic_propagation_matches_scikit_learn_predict_proba(n_classes):
+    from descluster.labelling.propagate import LogisticPropagation, isotropic_scale
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(200, 6)).astype(np.float32) * 3 + 1
+    y = np.full(200, -1)
+    y[:60] = np.arange(60) % n_classes
+    prop = LogisticPropagation().fit(X, y, n_classes=n_classes)
+    ref = prop.model_.predict_proba(isotropic_scale(X))
+    np.testing.assert_allclose(prop.proba_, ref, atol=1e-5)

@@ -120,6 +120,8 @@ def _add_labelling_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--propagation", default="smoothed", help="smoothed (default), logistic, spreading or knn")
     p.add_argument("--no-baselines", action="store_true", help="skip baselines (a)-(d)")
+    p.add_argument("--identity", action="store_true",
+                   help="spread labels to all images of an object identity (paths <part>/<object id>/<image>)")
     p = sub.add_parser("labels", help="a labelling session's labels: export or status")
     lsub = p.add_subparsers(dest="labels_command", required=True)
     e = lsub.add_parser("export", help="write labels.csv, Label Studio JSON and/or one folder per class")
@@ -142,7 +144,7 @@ def _run_labelling(args: argparse.Namespace) -> int:
         from .labelling.simulate import simulate, summary_line
 
         result = simulate(args.results, args.truth, args.column, budget=args.budget, propagation=args.propagation,
-                          random_state=args.seed, baselines=not args.no_baselines)
+                          random_state=args.seed, baselines=not args.no_baselines, identity=args.identity)
         print(summary_line(result))
         return 0
     from .labelling.export import LABEL_STUDIO_PREFIX, export_image_folders, export_label_studio, export_labels_csv

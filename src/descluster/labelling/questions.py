@@ -15,18 +15,24 @@ asks in this order:
    mean (the members a name most likely fits; a small core limits what a wrong
    guess costs: one decision per image marked). A cluster whose core is already
    half labelled is skipped.
-4. **Review batches**, which are also the spot checks: the class whose
-   propagated labels hold the most expected errors (sum of ``1 - confidence``
-   over its images without an answer) is drawn, and up to :data:`MAX_SHOWN` of
-   its unanswered images are drawn from it uniformly at random, proposed with
-   that class. A uniform sample of one stratum is what a spot check is, so every
-   answered batch measures how often the propagated labels of that class are
-   right (:mod:`descluster.labelling.estimate`); each marked image corrects one
-   label and teaches the model.
+4. **Spot checks** while the accuracy estimate is less precise than
+   ``spot_target`` (default ±3 %): a uniform random draw from the propagated
+   class whose next batch narrows the estimate most (a class not checked yet,
+   else Neyman's allocation; :func:`descluster.labelling.estimate.spot_check_need`).
+5. **Review batches**: the propagated class holding the most expected errors
+   (sum over its unanswered images of ``1 - P(right)``, ``P(right)`` the
+   calibrated confidence) is drawn with known inclusion probabilities
+   (:func:`systematic_pps`). The draw is uniform when a uniform batch is
+   expected to be "pure enough" (:func:`pure_enough`: at most a 5 % chance that
+   fewer than 80 % of it share one class, the annotator's split threshold);
+   otherwise it is tilted towards the images more likely right, the smallest
+   tilt that is pure enough (:func:`tilt`). A batch just pure enough to be named
+   holds the most wrong labels that one naming plus one mark each can fix; a
+   batch that is not gets "split" and costs more per image.
 
-Batches proposing the model's class are nearly pure once the model is good, so
-one decision confirms up to 64 images; the team's own "split" answer handles a
-batch that is not.
+Every spot check and review batch is a probability sample of one stratum, so it
+both corrects labels (each marked image) and measures the accuracy of the
+propagated labels (:mod:`descluster.labelling.estimate`).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LabellingError, ParameterError
+from ..errors import ParameterError
 from ..validation import check_int
 
 __all__ = ["Question", "QuestionPolicy", "DefaultPolicy", "PolicyContext", "split_group", "MAX_SHOWN"]
@@ -56,7 +62,7 @@ class Question:
         Unique id (12 hex digits).
     task : str
     kind : str
-        ``cluster``, ``subgroup``, ``review``, ``identity`` or ``custom``.
+        ``cluster``, ``subgroup``, ``identity``, ``spot`` (a uniform draw for the estimate), ``review`` or ``custom``.
     rows : list of int
         Every member of the group (an answer applies to all of them).
     shown : list of int
@@ -174,9 +180,13 @@ class PolicyContext:
     rng : numpy.random.Generator
     cluster_text : dict of int -> str
         Automatic description of clusters (from ``cluster_facts.csv``) where known.
-    calibration : callable or None
-        Maps confidences (ndarray) to the probability that the label is right, learned
-        from answered review batches (:func:`descluster.labelling.estimate.calibration_map`).
+    pred : ndarray of shape (n_samples,), int, or None
+        Propagated class of every row (-1 unreached); None before any model.
+    conf : ndarray of shape (n_samples,), float32, or None
+        Its probability.
+    calibration : Calibration or None
+        Per-class map from confidence to the probability that the label is right,
+        learned from answered batches (:class:`descluster.labelling.estimate.Calibration`).
     """
 
     state: Any
@@ -188,6 +198,8 @@ class PolicyContext:
     conflicts: list = field(default_factory=list)
     rng: np.random.Generator = None
     cluster_text: dict = field(default_factory=dict)
+    pred: np.ndarray | None = None
+    conf: np.ndarray | None = None
     calibration: Any = None
 
 
@@ -228,11 +240,12 @@ class DefaultPolicy(QuestionPolicy):
     """
 
     def __init__(self, batch_size: int = MAX_SHOWN, core_size: int = 16, tilt: bool = True,
-                 calibrated_tilt: bool = True):
+                 calibrated_tilt: bool = True, spot_target: float | None = 0.03):
         self.batch_size = batch_size
         self.core_size = core_size
         self.tilt = tilt
         self.calibrated_tilt = calibrated_tilt
+        self.spot_target = spot_target
 
     def _validate(self):
         check_int("batch_size", self.batch_size, 1, MAX_SHOWN)
@@ -242,7 +255,7 @@ class DefaultPolicy(QuestionPolicy):
         """The next question for ``ctx.state`` or None when every image has an answer."""
         self._validate()
         st = ctx.state
-        for q in (self._subgroup, self._identity, self._cluster, self._review):
+        for q in (self._subgroup, self._identity, self._cluster, self._spot, self._review):
             out = q(ctx)
             if out is not None:
                 return out
@@ -303,38 +316,45 @@ class DefaultPolicy(QuestionPolicy):
                             meta={"identity": str(ident)})
         return None
 
-    def _review(self, ctx):
+    def _spot(self, ctx):
+        from .estimate import spot_check_need
+
+        if self.spot_target is None or ctx.pred is None:
+            return None
+        c = spot_check_need(ctx.state, ctx.pred, ctx.conf, ctx.space, self.spot_target, self.batch_size,
+                            calibration=ctx.calibration)
+        return None if c is None else self._review(ctx, force=c)
+
+    def _review(self, ctx, force: int | None = None):
         st = ctx.state
         open_rows = np.flatnonzero(~st.labelled)
         if open_rows.size == 0:
             return None
-        if ctx.proba is None:  # no model yet: a uniform sample of everything unanswered
+        pred = None if ctx.pred is None else ctx.pred[open_rows]
+        if pred is None or not (pred >= 0).any():  # no model yet, or nothing reached: a uniform draw
             m = min(self.batch_size, open_rows.size)
             rows = np.sort(ctx.rng.choice(open_rows, size=m, replace=False))
             return Question(new_question_id(), st.name, "review", rows.tolist(), rows.tolist(), None, None,
                             description=f"{m} of the {open_rows.size:,} images without a label, drawn at random",
-                            reason="no labels yet to propose from", meta={"space": ctx.space})
-        P = ctx.proba[open_rows]
-        reached = P.sum(axis=1) > 0
-        if not reached.any():
-            m = min(self.batch_size, open_rows.size)
-            rows = np.sort(ctx.rng.choice(open_rows, size=m, replace=False))
-            return Question(new_question_id(), st.name, "review", rows.tolist(), rows.tolist(), None, None,
-                            description=f"{m} of the {open_rows.size:,} images no label has reached yet, drawn at random",
-                            reason="images the propagation cannot label", meta={"space": ctx.space})
-        pred = np.where(reached, P.argmax(axis=1), -1)
-        conf = P.max(axis=1)
-        use_cal = ctx.calibration is not None and self.calibrated_tilt
-        prob_right = np.clip(ctx.calibration(conf) if use_cal else conf, 1e-6, 1.0)
+                            reason="no propagated label to propose yet", meta={"space": ctx.space})
+        conf = ctx.conf[open_rows]
+        use_cal = ctx.calibration is not None and ctx.calibration.fitted_ and self.calibrated_tilt
+        prob_right = np.clip(ctx.calibration.prob_right(pred, conf) if use_cal else conf, 1e-6, 1.0)
+        order = np.argsort(pred, kind="stable")
+        sorted_pred = pred[order]
+        classes = np.unique(sorted_pred[sorted_pred >= 0]) if force is None else np.array([force])
+        bounds = np.searchsorted(sorted_pred, np.stack([classes, classes + 1]))
         m_target = min(self.batch_size, open_rows.size)
         target = pure_enough(m_target)
         best, fallback = None, None
-        for c in np.unique(pred[pred >= 0]):
-            members = np.flatnonzero(pred == c)
+        for c, lo, hi in zip(classes, bounds[0], bounds[1]):
+            members = np.sort(order[lo:hi])
+            if members.size == 0:
+                continue
             g = prob_right[members]
             expected = float((1.0 - g).sum())
             m = min(self.batch_size, members.size)
-            beta = tilt(g, pure_enough(m)) if self.tilt else 0.0
+            beta = tilt(g, pure_enough(m)) if self.tilt and force is None else 0.0
             if beta is None:
                 if fallback is None or expected > fallback[0]:
                     fallback = (expected, int(c), members)
@@ -370,8 +390,11 @@ class DefaultPolicy(QuestionPolicy):
         else:
             reason = f"no class can be drawn at {target:.0%} expected precision: the most confident images of {cls!r}"
             desc = f"the {len(rows)} images propagation labels {cls!r} most surely (mean confidence {mean_conf:.2f})"
-        return Question(new_question_id(), st.name, "review", rows.tolist(), rows.tolist(), cls, mean_conf,
-                        description=desc, reason=reason, meta=meta)
+        if force is not None:
+            reason = (f"spot check: the accuracy estimate is less precise than ±{self.spot_target:.0%}; a uniform "
+                      f"draw of {cls!r} narrows it most")
+        return Question(new_question_id(), st.name, "spot" if force is not None else "review", rows.tolist(),
+                        rows.tolist(), cls, mean_conf, description=desc, reason=reason, meta=meta)
 
 
 #: Exponents tried by :func:`tilt`, smallest first (0 = uniform).

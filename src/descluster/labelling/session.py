@@ -20,18 +20,16 @@ gives the same labels.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import LabellingError
-from .estimate import calibration_map, estimate_accuracy
-from .propagate import choose_space, graph_operator, make_propagation
+from .estimate import Calibration, estimate_accuracy
+from .propagate import LogisticPropagation, choose_space, graph_operator, isotropic_params, make_propagation
 from .questions import MAX_SHOWN, PolicyContext, Question, make_policy, new_question_id, split_group
 from .spaces import ResultsData
 from .state import JUNK, SOURCES, TaskState
@@ -61,6 +59,10 @@ class Prediction:
     by_identity : ndarray of shape (n_samples,), bool
         Rows labelled from answered images of their identity.
     description : str
+    pred : ndarray of shape (n_samples,), int32
+        ``argmax`` of ``proba`` (-1 where no label reached the row).
+    conf : ndarray of shape (n_samples,), float32
+        ``max`` of ``proba``.
     """
 
     version: int
@@ -68,6 +70,14 @@ class Prediction:
     proba: np.ndarray
     by_identity: np.ndarray
     description: str
+    pred: np.ndarray = None
+    conf: np.ndarray = None
+
+    def __post_init__(self):
+        if self.conf is None:
+            self.conf = self.proba.max(axis=1) if self.proba.shape[1] else np.zeros(self.proba.shape[0], np.float32)
+        if self.pred is None:
+            self.pred = np.where(self.conf > 0, self.proba.argmax(axis=1), -1).astype(np.int32)
 
 
 def _check_name(what: str, value) -> str:
@@ -129,6 +139,8 @@ class Session:
         self._worker: threading.Thread | None = None
         self._dirty: set[str] = set()
         self._cluster_text: dict[str, dict[int, str]] = {}
+        self._calibrations: dict[str, tuple] = {}
+        self._scalings: dict[str, tuple] = {}
         self.sync()
 
     # ------------------------------------------------------------------ log folding
@@ -136,12 +148,12 @@ class Session:
         """Apply entries appended since the last sync (also by other processes); returns how many."""
         with self._lock:
             new = self.log.since(self._last)
-            rebuild = set()
+            rebuild: dict[str, int] = {}
             for e in new:
                 self._last = e.id
                 if e.kind == "undo":
                     self._undone.add(int(e.payload["target"]))
-                    rebuild.add(e.task)
+                    rebuild[e.task] = e.id
                     continue
                 if e.kind == "add_task":
                     self._entries.setdefault(e.task, [])
@@ -152,8 +164,9 @@ class Session:
                     self._tasks[e.task] = TaskState(e.task, self.results.n_samples)
                 self._tasks[e.task].apply(e)
             for task in rebuild:
-                self._tasks[task] = self._fold(task)
-                self._predictions.pop(task, None)
+                st = self._fold(task)
+                st.version = max(st.version, rebuild[task], max((e.id for e in self._entries[task]), default=0))
+                self._tasks[task] = st
             return len(new)
 
     def _fold(self, task: str) -> TaskState:
@@ -259,10 +272,18 @@ class Session:
         return st.space or self.results.recommended
 
     def _operator(self, key: str):
+        """The graph operator of a space, its rows ordered by the study's clusters (memory locality)."""
         if key not in self._operators:
             graph = self.results.graph(key)
-            self._operators[key] = graph_operator(graph, self.results.n_samples)
+            clusters = self.results.clusterings.get(key, self.results.clusterings[self.results.recommended])
+            self._operators[key] = graph_operator(graph, self.results.n_samples,
+                                                  order=np.argsort(clusters, kind="stable"))
         return self._operators[key]
+
+    def _scaling(self, key: str):
+        if key not in self._scalings:
+            self._scalings[key] = isotropic_params(self.results.space(key))
+        return self._scalings[key]
 
     def _identities(self):
         if self._identity_index is None and self.results.identities is not None:
@@ -271,26 +292,34 @@ class Session:
             self._identity_index = IdentityIndex(self.results.identities)
         return self._identity_index
 
-    def _maybe_choose_space(self, st: TaskState) -> None:
-        """Re-choose the task's space when its labelled rows have doubled since the last choice."""
+    def _space_choice_due(self, st: TaskState) -> bool:
+        """Whether the task's labelled rows have doubled since its space was last chosen."""
         if not self.space_choice or len(self.results.candidates) < 2:
-            return
+            return False
         n_lab = int(st.labelled.sum())
-        classes = np.unique(st.label[st.labelled]).size
-        if classes < 2 or n_lab < max(2 * st.space_labelled, 12):
-            return
-        rows = np.flatnonzero(st.labelled)
-        choice = choose_space(self.results.space_rows, rows, st.label[rows], current=self._space_key(st),
-                              random_state=self.random_state, keys=self.results.candidates)
-        self.log.append(st.name, "space", {"key": choice["key"], "reason": choice["reason"],
-                                           "scores": choice["scores"], "n_labelled": n_lab})
-        self.sync()
+        return np.unique(st.label[st.labelled]).size >= 2 and n_lab >= max(2 * st.space_labelled, 12)
 
-    def _compute(self, task: str) -> Prediction | None:
+    def _choose_space(self, task: str) -> None:
+        """Re-choose the task's space (see :func:`~descluster.labelling.propagate.choose_space`); logged."""
         with self._lock:
             st = self._state(task)
-            self._maybe_choose_space(st)
-            st = self._tasks[task]
+            if not self._space_choice_due(st):
+                return
+            rows = np.flatnonzero(st.labelled)
+            labels, current, version = st.label[rows].copy(), self._space_key(st), st.version
+        choice = choose_space(self.results.space_rows, rows, labels, current=current,
+                              random_state=self.random_state, keys=self.results.candidates)
+        with self._lock:
+            if self._state(task).version != version:
+                return  # answers came in meanwhile: the next refit chooses again
+            self.log.append(task, "space", {"key": choice["key"], "reason": choice["reason"],
+                                            "scores": choice["scores"], "n_labelled": int(rows.size)})
+            self.sync()
+
+    def _compute(self, task: str) -> Prediction | None:
+        self._choose_space(task)
+        with self._lock:
+            st = self._state(task)
             version, key = st.version, self._space_key(st)
             y = st.label.copy()
             source = st.source.copy()
@@ -301,6 +330,8 @@ class Session:
         X = self.results.space(key)
         prop = make_propagation(self.propagation)
         kwargs = {"operator": self._operator(key)} if prop.needs_graph else {}
+        if isinstance(prop, LogisticPropagation):
+            kwargs["scaling"] = self._scaling(key)
         prop.fit(X, y, n_classes=n_classes, **kwargs)
         proba = prop.proba_
         by_identity = np.zeros(y.shape[0], bool)
@@ -315,11 +346,12 @@ class Session:
         """Refit the propagation of ``task`` now (synchronously) and return it."""
         pred = self._compute(task)
         with self._lock:
-            if pred is not None:
-                self._predictions[task] = pred
-            else:
+            old = self._predictions.get(task)
+            if pred is None:
                 self._predictions.pop(task, None)
-        return pred
+            elif old is None or old.version <= pred.version:  # a slower, older fit never replaces a newer one
+                self._predictions[task] = pred
+            return self._predictions.get(task)
 
     def _background(self) -> None:
         while True:
@@ -343,16 +375,23 @@ class Session:
                 self._worker = threading.Thread(target=self._background, name="descluster-refit", daemon=True)
                 self._worker.start()
 
-    def prediction(self, task: str) -> Prediction | None:
-        """The newest propagated labels of ``task`` (refitted first in ``sync`` mode when stale)."""
+    def prediction(self, task: str, fresh: bool = False) -> Prediction | None:
+        """The newest propagated labels of ``task``.
+
+        Parameters
+        ----------
+        fresh : bool
+            Refit now if the answers changed since the last fit. In ``sync`` mode this
+            is always done; in ``background`` mode the default returns the newest
+            finished fit (None before the first) and schedules a refit, so a question
+            never waits for a fit.
+        """
         with self._lock:
             st = self._state(task)
             pred = self._predictions.get(task)
             stale = pred is None or pred.version != st.version
-        if stale and self.refit == "sync":
+        if stale and (fresh or self.refit == "sync"):
             return self.refresh(task)
-        if stale and pred is None and st.labelled.any():
-            return self.refresh(task)  # first fit of a background session: needed once
         if stale:
             self._schedule(task)
         return pred
@@ -395,12 +434,25 @@ class Session:
             ctx = PolicyContext(state=st, proba=None if pred is None else pred.proba, space=key,
                                 X=self.results.space(key), clusters=self.results.clusterings.get(key),
                                 identities=self.results.identities, conflicts=conflicts, rng=rng,
-                                cluster_text=self._cluster_descriptions(key), calibration=calibration_map(st, key))
+                                cluster_text=self._cluster_descriptions(key),
+                                pred=None if pred is None else pred.pred, conf=None if pred is None else pred.conf,
+                                calibration=self.calibration(task, key))
             q = self.policy.next(ctx)
             if q is None:
                 return None
             self.log.put_question(q.id, task, q.to_dict())
             return q
+
+    def calibration(self, task: str, space: str | None = None) -> Calibration:
+        """The task's :class:`~descluster.labelling.estimate.Calibration` under ``space`` (cached per state)."""
+        with self._lock:
+            st = self._state(task)
+            key = space or self._space_key(st)
+            hit = self._calibrations.get(task)
+            if hit is None or hit[0] != (st.version, key):
+                hit = ((st.version, key), Calibration(st, key))
+                self._calibrations[task] = hit
+            return hit[1]
 
     def ask_group(self, task: str, rows, description: str = "", shown=None) -> Question:
         """Make a question of any group of rows (the app's lasso); it becomes the task's open question.
@@ -439,6 +491,20 @@ class Session:
                          reason="asked by the team", meta={"space": self._space_key(st)})
             self.log.put_question(q.id, task, q.to_dict())
             return q
+
+    def question(self, question_id: str) -> tuple[str, Question]:
+        """``(status, question)`` of a question issued in this session (``open``, ``answered``, ``skipped``,
+        ``superseded``).
+
+        Raises
+        ------
+        LabellingError
+            Unknown question id.
+        """
+        got = self.log.get_question(str(question_id))
+        if got is None:
+            raise LabellingError(f"question {question_id!r} is unknown to {self.db_path}")
+        return got[0], Question.from_dict(got[1])
 
     def _question(self, question_id: str) -> Question:
         got = self.log.get_question(str(question_id))
@@ -538,9 +604,9 @@ class Session:
 
         ``source`` is ``given`` (shown and answered), ``group`` (member of a named
         group, not shown), ``identity`` (from answered images of its identity),
-        ``propagated`` or ``none``.
+        ``propagated`` or ``none``. Refits first if the answers changed since the last fit.
         """
-        pred = self.prediction(task)
+        pred = self.prediction(task, fresh=True)
         with self._lock:
             st = self._state(task)
             n = st.n_samples
@@ -571,25 +637,32 @@ class Session:
             ``decisions``, ``n_samples``, ``labelled`` (rows with an answer), ``labelled_share``,
             ``given`` (shown and answered), ``estimated_accuracy``, ``interval`` ([low, high], 95 %),
             ``estimate_method``, ``n_checked``, ``space``, ``space_reason``, ``propagation``,
-            ``classes`` (class -> rows with that final label), ``pending`` (split sub-groups waiting).
+            ``classes`` (class -> rows with that final label), ``pending`` (split sub-groups waiting),
+            ``fit_version`` / ``version`` (the state the propagated figures come from / the current one).
+            In ``background`` mode the figures come from the newest finished fit.
         """
         pred = self.prediction(task)
         with self._lock:
             st = self._state(task)
-            conf = None if pred is None else pred.proba.max(axis=1)
-            est = estimate_accuracy(st, conf, random_state=self.random_state,
-                                    space=None if pred is None else pred.space)
-            lab = self.labels(task)["label"]
-            counts = lab[lab != ""].value_counts().to_dict()
+            est = estimate_accuracy(st, None if pred is None else pred.conf,
+                                    prediction=None if pred is None else pred.pred,
+                                    space=None if pred is None else pred.space,
+                                    calibration=None if pred is None else self.calibration(task, pred.space))
+            counts = {}
+            if pred is not None:
+                final = np.where(st.labelled, st.label, pred.pred)
+                counts = {st.classes[int(c)]: int(v) for c, v in zip(*np.unique(final[final >= 0], return_counts=True))}
             return {"task": task, "decisions": int(st.n_decisions), "n_samples": int(st.n_samples),
                     "labelled": int(st.labelled.sum()), "labelled_share": float(st.labelled.mean()),
                     "given": int((st.source == 1).sum()),
                     "estimated_accuracy": est["estimate"], "interval": [est["low"], est["high"]],
+                    "unchecked_classes": [st.classes[c] for c in est.get("unchecked", []) if c >= 0],
                     "estimate_method": est["method"], "n_checked": est["n_checked"],
                     "space": self._space_key(st), "space_reason": st.space_reason or
                     f"{self._space_key(st)}: the study's recommended space (no choice made from answers yet)",
                     "propagation": None if pred is None else pred.description,
-                    "classes": {str(k): int(v) for k, v in counts.items()}, "pending": len(st.pending)}
+                    "classes": counts, "pending": len(st.pending),
+                    "fit_version": None if pred is None else pred.version, "version": st.version}
 
     def decisions(self, task: str | None = None) -> pd.DataFrame:
         """The decisions log as a table: ``id, ts, task, kind, n_decisions, undone, payload`` (JSON text)."""
@@ -617,7 +690,3 @@ class Session:
         self.close()
         return False
 
-
-def open_session(results: str | os.PathLike, **kwargs) -> Session:
-    """``Session(results, **kwargs)``; kept for symmetry with the CLI."""
-    return Session(results, **kwargs)

@@ -42,9 +42,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import CaseError, ParameterError
+from ..errors import CaseError
 from ..io.atomic import write_bytes, write_csv
 from ..validation import check_int
+from .estimate import estimate_accuracy
 from .propagate import isotropic_scale
 from .questions import MAX_SHOWN
 from .spaces import ResultsData
@@ -266,7 +267,7 @@ def baseline_naive_loop(Z: np.ndarray, y: np.ndarray, n_clusters: int, budget: i
 # --------------------------------------------------------------------------- the loop
 def simulate(results, truth_csv, column: str, budget: int | None = None, propagation="smoothed", policy=None,
              random_state: int = 0, baselines: bool = True, write: bool = True, progress: bool = True,
-             session_kwargs: dict | None = None) -> SimulationResult:
+             identity: bool = False, session_kwargs: dict | None = None) -> SimulationResult:
     """Run the labelling loop with the simulated annotator, and the baselines.
 
     Parameters
@@ -287,6 +288,8 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
         Write ``RESULTS/labelling_curve.csv``, ``labelling_baselines.csv``, ``labelling_curve.png``.
     progress : bool
         Log progress every 50 answers.
+    identity : bool
+        Create the task with identity spreading (paths must encode object identities).
 
     Returns
     -------
@@ -313,7 +316,7 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
     t0 = time.perf_counter()
     session = Session(data, db=":memory:", policy=policy, propagation=propagation, random_state=random_state,
                       **(session_kwargs or {}))
-    session.add_task(column)
+    session.add_task(column, identity=identity)
     annotator = SimulatedAnnotator(truth)
     rows = []
     decisions, answers = 0, 0
@@ -330,10 +333,9 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
         st = session.state(column)
         labelled = float(st.labelled.mean())
         pred = session.prediction(column)
-        from .estimate import estimate_accuracy
-
-        e = estimate_accuracy(st, None if pred is None else pred.proba.max(axis=1), n_boot=0,
-                              space=None if pred is None else pred.space)
+        e = estimate_accuracy(st, None if pred is None else pred.conf, prediction=None if pred is None else pred.pred,
+                              space=None if pred is None else pred.space,
+                              calibration=None if pred is None else session.calibration(column, pred.space))
         for i in range(d):
             last = i == d - 1
             rows.append((decisions + i + 1, new_acc if last else acc, labelled if last else rows[-1][2] if rows else 0.0,

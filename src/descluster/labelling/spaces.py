@@ -38,6 +38,7 @@ from ..cache import StageCache, stable_hash
 from ..case import identities_from_paths
 from ..errors import CaseError, LabellingError
 from ..io.atomic import write_npy
+from .names import read_clusters
 
 __all__ = ["ResultsData", "KnnGraph", "GRAPH_NEIGHBOURS"]
 
@@ -117,7 +118,7 @@ class ResultsData:
         except (ValueError, KeyError, TypeError) as exc:
             raise CaseError(f"{man}: not a descluster manifest ({exc})") from exc
         self._images = images if images is not None else self.manifest["case"].get("images")
-        clusters = self._read_clusters(self.root / "clusters.csv")
+        clusters = read_clusters(self.root / "clusters.csv")
         self.paths = clusters["path"].astype(str).tolist()
         self.n_samples = len(self.paths)
         comp_path = self.root / "comparison.csv"
@@ -138,7 +139,7 @@ class ResultsData:
             f = self.root / f"clusters_{_safe_name(descriptor)}.csv"
             space = "/".join(key.split("/")[:2])
             if f.is_file() and space not in self.clusterings:
-                table = self._read_clusters(f)
+                table = read_clusters(f)
                 if table["path"].astype(str).tolist() != self.paths:
                     raise CaseError(f"{f}: its paths differ from clusters.csv (rows out of order or missing)")
                 self.clusterings[space] = table["cluster"].to_numpy(np.int64)
@@ -156,21 +157,6 @@ class ResultsData:
         self._graphs: dict[tuple[str, int], KnnGraph] = {}
         self._case = None
         self._lock = threading.RLock()
-
-    @staticmethod
-    def _read_clusters(path: Path) -> pd.DataFrame:
-        if not path.is_file():
-            raise CaseError(f"{path} does not exist: run `descluster run` first")
-        table = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
-        missing = [c for c in ("path", "cluster") if c not in table.columns]
-        if missing:
-            raise CaseError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
-        bad = pd.to_numeric(table["cluster"], errors="coerce").isna()
-        if bad.any():
-            line = int(bad.to_numpy().argmax()) + 2
-            raise CaseError(f"{path}, line {line}: cluster {table['cluster'].iloc[line - 2]!r} is not an integer")
-        table["cluster"] = pd.to_numeric(table["cluster"]).astype(np.int64)
-        return table
 
     # ------------------------------------------------------------------ identity of the data
     @property

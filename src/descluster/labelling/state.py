@@ -75,7 +75,8 @@ class TaskState:
     entries : list of LogEntry
         Effective entries (undone ones removed), in order.
     version : int
-        Increases with every applied entry (cache key for propagated labels).
+        Id of the newest log entry that changed the task (an undo included), so it only
+        grows: the cache key of propagated labels.
     """
 
     name: str
@@ -169,7 +170,7 @@ class TaskState:
                                  f"{type(exc).__name__}: {exc}") from exc
         self.n_decisions += int(entry.n_decisions)
         self.entries.append(entry)
-        self.version += 1
+        self.version = max(self.version + 1, int(entry.id))
 
     def _settle(self, q: dict, skipped: bool = False) -> None:
         """Bookkeeping common to every answer or skip of question ``q``."""
