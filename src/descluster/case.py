@@ -41,7 +41,7 @@ from .io.descriptors import (
 from .io.images import ImageSource, normalise_case_path, path_key
 from .io.tables import read_csv_table
 
-__all__ = ["Case", "load_case", "find_image_root", "align_by_path"]
+__all__ = ["Case", "load_case", "find_image_root", "align_by_path", "identities_from_paths"]
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,28 @@ class Case:
         if self._fingerprint is None:
             self._fingerprint = _fingerprint(self.images, self.paths)
         return self._fingerprint
+
+
+def identities_from_paths(paths: list[str]) -> np.ndarray | None:
+    """Object identity of every image from the path layout (see :attr:`Case.identities`), or None.
+
+    Parameters
+    ----------
+    paths : list of str
+        Case paths (``/`` or ``\\`` separators).
+
+    Returns
+    -------
+    ndarray of shape (len(paths),), dtype object, or None
+        The folder holding each image, when every path is at least three levels deep
+        and some folder holds two or more images.
+    """
+    parts = [p.replace("\\", "/").split("/") for p in paths]
+    if not parts or min(len(p) for p in parts) < 3:
+        return None
+    ids = np.array(["/".join(p[:-1]) for p in parts], dtype=object)
+    _, counts = np.unique(ids, return_counts=True)
+    return ids if (counts >= 2).any() else None
 
 
 def load_case(

@@ -7,6 +7,8 @@ Stable interface::
     descluster demo --out OUT                    # extract (cached) + run on the built-in data
     descluster assign NEW_CASE --model OUT --out OUT2   # label new images with a run's fitted model
     descluster label RESULTS --names names.csv   # apply cluster names -> RESULTS/labels.csv
+    descluster simulate RESULTS --truth labels.csv --column COL   # labelling cost in human decisions
+    descluster labels export RESULTS             # a labelling session -> labels.csv / Label Studio / folders
 """
 
 from __future__ import annotations
@@ -261,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", type=Path, required=True, metavar="FILE",
                    help="CSV with columns cluster,name[,merge_into,discard] (required)")
     p.add_argument("--out", type=Path, metavar="FILE", help="output CSV (default: RESULTS/labels.csv)")
+    _add_labelling_commands(sub)
     return parser
 
 
@@ -312,6 +315,81 @@ def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, tru
     return 0
 
 
+#: Sub-commands of the labelling engine (parsed by :func:`_add_labelling_commands`).
+LABELLING_COMMANDS = ("simulate", "labels")
+
+
+def _add_labelling_commands(sub) -> None:
+    """``simulate`` and ``labels export|status``: the labelling engine's commands."""
+    p = sub.add_parser("simulate", help="measure the labelling loop with an annotator answering from a truth column",
+                       description="Run the labelling loop with a simulated annotator answering from a truth column; "
+                                   "write RESULTS/labelling_curve.csv and .png and print a JSON summary.")
+    p.add_argument("results", type=Path, help="results folder of `descluster run` (required)")
+    p.add_argument("--truth", type=Path, required=True, help="CSV with a path column and the truth column (required)")
+    p.add_argument("--column", required=True, help="truth column (the task's attribute) (required)")
+    p.add_argument("--budget", type=int, help="stop after this many decisions (default: min(images, 1000)))")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    p.add_argument("--propagation", default="smoothed", help="smoothed, logistic, spreading or knn (default: smoothed)")
+    p.add_argument("--no-baselines", action="store_true", help="skip baselines (a)-(d) (default: they are measured)")
+    p.add_argument("--identity", action="store_true",
+                   help="spread labels to all images of an object identity (paths <part>/<object id>/<image>) (default: off)")
+    p = sub.add_parser("labels", help="a labelling session's labels: export or status",
+                       description="Export or show the labels of the labelling session in a results folder.")
+    lsub = p.add_subparsers(dest="labels_command", required=True, metavar="ACTION",
+                            help="export or status (required)")
+    e = lsub.add_parser("export", help="write labels.csv, Label Studio JSON and/or one folder per class",
+                        description="Write labels.csv, a Label Studio tasks JSON and/or one folder per class.")
+    e.add_argument("results", type=Path, help="results folder holding labels.sqlite (required)")
+    e.add_argument("--csv", type=Path, help="labels.csv to write (default: RESULTS/labels.csv when nothing else is asked)")
+    e.add_argument("--label-studio", type=Path, help="Label Studio tasks JSON to write (+ .xml labelling config) (default: none)")
+    e.add_argument("--image-prefix", help="URL prefix of the images in Label Studio (default: /data/local-files/?d=)")
+    e.add_argument("--folders", type=Path, help="new folder: TASK/CLASS/ links to the images (default: none)")
+    e.add_argument("--zip", type=Path, help="zip with TASK/CLASS/ copies of the images (default: none)")
+    e.add_argument("--task", action="append", help="task to export (repeatable) (default: all)")
+    e.add_argument("--min-confidence", type=float, default=0.0, help="image folders: leave out labels below this (default: 0.0)")
+    st = lsub.add_parser("status", help="print each task's progress", description="Print each task's progress.")
+    st.add_argument("results", type=Path, help="results folder holding labels.sqlite (required)")
+
+
+def _run_labelling(args: argparse.Namespace) -> int:
+    import json
+
+    if args.command == "simulate":
+        from .labelling.simulate import simulate, summary_line
+
+        result = simulate(args.results, args.truth, args.column, budget=args.budget, propagation=args.propagation,
+                          random_state=args.seed, baselines=not args.no_baselines, identity=args.identity)
+        print(summary_line(result))
+        return 0
+    from .labelling.export import LABEL_STUDIO_PREFIX, export_image_folders, export_label_studio, export_labels_csv
+    from .labelling.session import DB_NAME, Session
+    from .errors import LabellingError
+
+    if not (args.results / DB_NAME).is_file():
+        raise LabellingError(f"{args.results / DB_NAME} does not exist: no labelling session in {args.results}")
+    with Session(args.results, refit="sync") as session:
+        if args.labels_command == "status":
+            for t in session.tasks():
+                print(json.dumps(session.progress(t["name"]), default=float))
+            return 0
+        tasks = args.task
+        wrote = []
+        if args.csv or not (args.label_studio or args.folders or args.zip):
+            wrote.append(export_labels_csv(session, args.csv, tasks))
+        if args.label_studio:
+            wrote.append(export_label_studio(session, args.label_studio, tasks,
+                                             image_prefix=args.image_prefix or LABEL_STUDIO_PREFIX))
+        if args.folders:
+            wrote.append(export_image_folders(session, args.folders, tasks, mode="link",
+                                              min_confidence=args.min_confidence))
+        if args.zip:
+            wrote.append(export_image_folders(session, args.zip, tasks, mode="zip",
+                                              min_confidence=args.min_confidence))
+        for w in wrote:
+            print(f"written: {w}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``descluster`` command. Returns the process exit code."""
     from .progress import configure_logging
@@ -320,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     try:
+        if args.command in LABELLING_COMMANDS:
+            return _run_labelling(args)
         check_outputs(args)
         if args.command == "extract":
             from .extract import extract_case

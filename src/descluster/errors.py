@@ -36,3 +36,5 @@ class MemoryBudgetError(DesclusterError, MemoryError):
 class NoUsableClusteringError(DesclusterError, ValueError):
     """No configuration of the study produced a clustering with a finite label-free score
     (e.g. HDBSCAN called every image noise); ``study.csv`` and ``comparison.csv`` are written first."""
+class LabellingError(DesclusterError, ValueError):
+    """A labelling session request is invalid (names the task, class, question or file involved)."""

@@ -80,6 +80,17 @@ def _descriptor_digests(case, cache: StageCache) -> dict[str, str]:
 # --------------------------------------------------------------------------- reduce
 
 
+def reduce_params(digest: str, dropped_rows, preprocessing: str, config: RunConfig) -> dict:
+    """Cache-key material of one reduced space (descriptor file digest, dropped rows, scaler, PCA settings).
+
+    Also used by the labelling engine to find a study's spaces in its stage cache.
+    """
+    rc = config.reduce
+    return {"descriptor": digest, "dropped": list(map(int, dropped_rows)), "preprocessing": preprocessing,
+            "variance_target": rc.variance_target, "max_components": rc.max_components, "seed": config.seed,
+            "entry": ENTRY_LAYOUT}
+
+
 def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str]) -> dict[str, ReducedSpace]:
     """Scale + PCA every descriptor kind under every preprocessing.
 
@@ -103,15 +114,7 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
             return memo[0]
 
         for prep in rc.preprocessings:
-            params = {
-                "descriptor": digests[name],
-                "dropped": list(map(int, case.dropped_rows)),
-                "preprocessing": prep,
-                "variance_target": rc.variance_target,
-                "max_components": rc.max_components,
-                "seed": config.seed,
-                "entry": ENTRY_LAYOUT,
-            }
+            params = reduce_params(digests[name], case.dropped_rows, prep, config)
 
             def compute(X=X, prep=prep) -> Entry:
                 with stage(f"reduce {name}/{prep}", rows=X.shape[0]):

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import CaseError
-from .io.atomic import write_csv
-from .io.tables import read_csv_table
+from ..errors import CaseError
+from ..io.atomic import write_csv
+from ..io.tables import read_csv_table
 
 #: Name written for images of a discarded cluster.
 DISCARD_NAME = "discard"
@@ -138,6 +138,34 @@ def resolve(clusters: pd.Series, names: pd.DataFrame, source: str = "names.csv")
     return pd.DataFrame({"cluster": ids.map(final_id).astype(int), "name": ids.map(final_name).astype(str)})
 
 
+def read_clusters(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and check a clusters file of a results folder (``clusters.csv``, ``clusters_<descriptor>.csv``).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``path`` (str) and ``cluster`` (int64), one row per image, in file order.
+
+    Raises
+    ------
+    CaseError
+        Missing file or columns, or a cluster that is not an integer (names the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(f"{path} does not exist: run `descluster run` first")
+    table = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
+    missing = [c for c in ("path", "cluster") if c not in table.columns]
+    if missing:
+        raise CaseError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    ids = pd.to_numeric(table["cluster"], errors="coerce")
+    if ids.isna().any():
+        line = int(ids.isna().to_numpy().argmax()) + 2
+        raise CaseError(f"{path}, line {line}: cluster {table['cluster'].iloc[line - 2]!r} is not an integer")
+    table["cluster"] = ids.astype("int64")
+    return table
+
+
 def apply_names(results_dir: str | os.PathLike, names_csv: str | os.PathLike,
                 out: str | os.PathLike | None = None) -> pd.DataFrame:
     """Write ``RESULTS/labels.csv`` (``path,cluster,name``) from ``clusters.csv`` and a names file.
@@ -162,15 +190,8 @@ def apply_names(results_dir: str | os.PathLike, names_csv: str | os.PathLike,
         Missing ``clusters.csv`` or columns, bad names file (see :func:`read_names`).
     """
     results_dir = Path(results_dir)
-    clusters_csv = results_dir / "clusters.csv"
-    if not clusters_csv.is_file():
-        raise CaseError(f"{clusters_csv} does not exist: run `descluster run` first")
-    clusters = read_csv_table(clusters_csv, "results file", required=("path", "cluster"), min_rows=1,
-                              dtype={"path": str}, keep_default_na=False)
-    ids = pd.to_numeric(clusters["cluster"], errors="coerce")
-    if ids.isna().any():
-        line = int(ids.isna().to_numpy().argmax()) + 2
-        raise CaseError(f"{clusters_csv}, line {line}: cluster {clusters['cluster'].iloc[line - 2]!r} is not an integer")
+    clusters = read_clusters(results_dir / "clusters.csv")
+    ids = clusters["cluster"]
     names = read_names(names_csv, set(int(v) for v in ids.unique()))
     resolved = resolve(ids.astype(int), names, source=str(names_csv))
     labels = pd.DataFrame({"path": clusters["path"], "cluster": resolved["cluster"], "name": resolved["name"]})
