@@ -123,7 +123,7 @@ def test_summarise_probs_known_answer():
     table = summary_frame(["a.jpg", "b.jpg"], s)
     assert list(table.columns) == ["path", "vehicle_share", "top1_class", "top1_prob", "top2_class",
                                    "top2_prob", "top3_class", "top3_prob"]
-    assert table.loc[0, ["top1_class", "top2_class", "top3_class"]].tolist() == ["sports car", "minivan", "imagenet_3"]
+    assert table.loc[0, ["top1_class", "top2_class", "top3_class"]].tolist() == ["sports car", "minivan", "tiger shark"]
     assert table.loc[0, "top1_prob"] == pytest.approx(0.7)
     assert table.loc[1, "top1_class"] == "street sign"
     assert all(0 <= i < 1000 for i in VEHICLE_CLASSES)

@@ -154,10 +154,8 @@ def read_clusters(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise CaseError(f"{path} does not exist: run `descluster run` first")
-    table = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
-    missing = [c for c in ("path", "cluster") if c not in table.columns]
-    if missing:
-        raise CaseError(f"{path}: missing column(s) {missing}; found {list(table.columns)}")
+    table = read_csv_table(path, "results file", required=("path", "cluster"), min_rows=1,
+                           dtype={"path": str}, keep_default_na=False)
     ids = pd.to_numeric(table["cluster"], errors="coerce")
     if ids.isna().any():
         line = int(ids.isna().to_numpy().argmax()) + 2
