@@ -280,17 +280,23 @@ class DefaultPolicy(QuestionPolicy):
         pure enough (:func:`tilt`); False draws uniformly.
     calibrated_tilt : bool, default True
         Judge purity with the calibrated confidence (False: the raw confidence).
+    seek_errors : bool, default False
+        When a uniform draw is pure enough, lean it towards the images most likely
+        wrong, as far as it stays pure enough (:func:`doubt_tilt`). Measured on the
+        built-in data (seeds 0, 1) it needs 10-35 more decisions to reach 0.98-0.99
+        (more marks and splits per batch), hence off.
     spot_target : float or None, default 0.03
         Half-width of the accuracy interval below which no spot check is asked (None: never).
     """
 
     def __init__(self, batch_size: int = MAX_SHOWN, core_size: int = 16, tilt: bool = True,
-                 calibrated_tilt: bool = True, spot_target: float | None = 0.03):
+                 calibrated_tilt: bool = True, spot_target: float | None = 0.03, seek_errors: bool = False):
         self.batch_size = batch_size
         self.core_size = core_size
         self.tilt = tilt
         self.calibrated_tilt = calibrated_tilt
         self.spot_target = spot_target
+        self.seek_errors = seek_errors
 
     def _validate(self):
         check_int("batch_size", self.batch_size, 1, MAX_SHOWN)
@@ -408,6 +414,8 @@ class DefaultPolicy(QuestionPolicy):
             expected = float((1.0 - g).sum())
             m = min(self.batch_size, members.size)
             beta = tilt(g, pure_enough(m)) if self.tilt and force is None else 0.0
+            if beta == 0 and self.seek_errors and force is None:
+                beta = -doubt_tilt(g, pure_enough(m))
             if beta is None:
                 if fallback is None or expected > fallback[0]:
                     fallback = (expected, int(c), members)
@@ -421,7 +429,7 @@ class DefaultPolicy(QuestionPolicy):
         else:
             (expected, _), c, members, beta = best
             m = min(self.batch_size, members.size)
-            w = prob_right[members] ** beta
+            w = _weights(prob_right[members], beta)
             take, pi_all = systematic_pps(w, m, ctx.rng)
             chosen, pi = members[take], pi_all[take]
         rows = open_rows[chosen]
@@ -435,7 +443,8 @@ class DefaultPolicy(QuestionPolicy):
             meta["sample"] = {"stratum": c, "population": int(members.size), "pred": [c] * len(rows), "space": ctx.space,
                               "conf": [round(float(v), 6) for v in conf[chosen]],
                               "pi": [float(v) for v in pi], "tilt": float(beta)}
-            how = "uniformly" if beta == 0 else f"with probability ~ (estimated precision)^{beta:g}"
+            how = ("uniformly" if beta == 0 else f"with probability ~ P(right)^{beta:g}" if beta > 0
+                   else f"with probability ~ (1 - P(right))^{-beta:g}, towards likely errors")
             reason = (f"{cls!r} holds the most expected errors ({expected:.0f} in {members.size:,} images); drawn "
                       f"{how} so that >= {target:.0%} are expected right, the draw also measures its accuracy")
             desc = (f"{len(rows)} of the {members.size:,} images propagation labels {cls!r} "
@@ -452,6 +461,29 @@ class DefaultPolicy(QuestionPolicy):
 
 #: Exponents tried by :func:`tilt`, smallest first (0 = uniform).
 TILTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _weights(g: np.ndarray, beta: float) -> np.ndarray:
+    """Draw weights: ``g**beta`` (towards likely-right images) or ``(1-g)**-beta`` for ``beta < 0``."""
+    g = np.asarray(g, dtype=np.float64)
+    return g**beta if beta >= 0 else np.clip(1.0 - g, 1e-9, 1.0) ** (-beta)
+
+
+def doubt_tilt(g: np.ndarray, target: float) -> float:
+    """Largest exponent b of :data:`TILTS` for which a draw ~ ``(1-g)**b`` is still ``target`` precise.
+
+    Leaning the draw towards the images most likely wrong finds the most errors per
+    batch while the batch still gets named rather than split (0 = uniform).
+    """
+    g = np.asarray(g, dtype=np.float64)
+    best = 0.0
+    for b in TILTS[1:]:
+        w = _weights(g, -b)
+        if (w * g).sum() / w.sum() >= target:
+            best = b
+        else:
+            break
+    return best
 
 
 def tilt(g: np.ndarray, target: float) -> float | None:

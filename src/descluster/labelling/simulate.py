@@ -418,11 +418,11 @@ def _partial_rows(start, d, plan, q, labels_now, truth, acc, est, share, new_acc
 
 
 def _beats(curve: pd.DataFrame, other: pd.DataFrame) -> bool:
-    """Engine accuracy (best so far) >= the other's at every decision count both curves cover."""
+    """Engine accuracy >= the other's at every decision count of the other curve that both cover."""
     if curve.empty or other.empty:
         return False
     d = np.asarray(curve["decisions"])
-    a = np.maximum.accumulate(np.asarray(curve["accuracy"]))
+    a = np.asarray(curve["accuracy"])
     for dec, acc in zip(other["decisions"], other["accuracy"]):
         if dec < d[0] or dec > d[-1]:
             continue
