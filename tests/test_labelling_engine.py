@@ -90,6 +90,10 @@ def test_replay_of_the_log_rebuilds_the_identical_state(results, session, tmp_pa
     session.skip(q.id)
     session.undo("kind")
     _answer_by_truth(session, truth, session.next_question("kind"))
+    q = session.next_question("kind")
+    json.dumps(q.to_dict())  # the app ships questions and progress as plain JSON
+    json.dumps(session.progress("kind"))
+    assert len(q.shown) <= 64 and set(q.shown) <= set(q.rows)
     live = {t: st.snapshot() for t, st in session._tasks.items()}
     live_labels = session.labels("kind")
     replayed = {t: st.snapshot() for t, st in session.replay().items()}

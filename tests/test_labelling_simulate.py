@@ -31,8 +31,6 @@ def slice_results(tmp_path_factory):
     return out, images / "labels.csv"
 
 
-@pytest.mark.xfail(strict=True, reason="known problem, open in issue 14: after the k = 1 knee anchor (issue 11) "
-                   "the loop reaches 0.36 at 120 decisions on this 300-image slice, below labelling by hand (0.40)")
 def test_simulate_writes_the_curve_png_and_summary(slice_results, capsys):
     out, truth = slice_results
     capsys.readouterr()

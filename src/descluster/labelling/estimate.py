@@ -102,8 +102,11 @@ class Calibration:
     """Per-class Platt maps from confidence to the probability of a right label.
 
     Each class is calibrated on its own sampled images (batches of that stratum,
-    under the current space); a class without any uses the map pooled over all
-    batches, and before any batch the confidence is taken at face value.
+    under the current space); a class without any uses its batches drawn under an
+    earlier space, else the map pooled over the current space's batches (over all
+    batches right after a space change); before any batch the confidence is taken
+    at face value. A class counts as *checked* (``effective_ > 0``) only with
+    batches under the current space, so the interval stays wide for the others.
 
     Parameters
     ----------
@@ -127,23 +130,27 @@ class Calibration:
 
     def __init__(self, state, space: str | None = None):
         samples = current_samples(state, space)
+        older = [x for x in state.samples if x["conf"] and x not in samples]
         C = max(len(state.classes), 1)
         self.n_batches_ = len(samples)
-        self.fitted_ = bool(samples)
-        a0, b0 = _platt_of(samples) if samples else (1.0, 0.0)
+        pool = samples or older
+        self.fitted_ = bool(pool)
+        a0, b0 = _platt_of(pool) if pool else (1.0, 0.0)
         self.a_ = np.full(C, a0)
         self.b_ = np.full(C, b0)
         self.checked_ = np.zeros(C, np.int64)
         self.effective_ = np.zeros(C)
-        by_class: dict[int, list] = {}
-        for x in samples:
-            by_class.setdefault(int(x["stratum"]), []).append(x)
-        for c, own in by_class.items():
-            if 0 <= c < C:
+        for c in range(C):
+            own = [x for x in samples if int(x["stratum"]) == c]
+            if own:
                 self.a_[c], self.b_[c] = _platt_of(own)
                 w = np.concatenate([1.0 / np.asarray(x["pi"], np.float64) for x in own])
                 self.checked_[c] = w.size
                 self.effective_[c] = float(w.sum() ** 2 / (w**2).sum())
+            else:  # not checked under this space: its batches under earlier spaces, if any, inform the map
+                old = [x for x in older if int(x["stratum"]) == c]
+                if old:
+                    self.a_[c], self.b_[c] = _platt_of(old)
         self.n_checked_ = int(sum(len(x["conf"]) for x in samples))
 
     def prob_right(self, prediction: np.ndarray, confidence: np.ndarray) -> np.ndarray:

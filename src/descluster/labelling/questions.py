@@ -11,10 +11,12 @@ asks in this order:
 2. **Identity conflicts** (tasks with ``identity=True``): the images of one
    object identity whose given labels disagree.
 3. **Clusters first**: each cluster of the clustering the study made in the
-   task's space, once, shown by its ``core_size`` members nearest the cluster
-   mean (the members a name most likely fits; a small core limits what a wrong
-   guess costs: one decision per image marked). A cluster whose core is already
-   half labelled is skipped.
+   task's space, once, largest first, shown by its members nearest the cluster
+   mean (the members a name most likely fits). The number shown starts small
+   and doubles while cores are named without a split (halves after one), up to
+   ``core_size``: a wrong guess costs one decision per image marked, so the
+   first guesses are cheap. A cluster whose core is already half labelled is
+   skipped.
 4. **Spot checks** while the accuracy estimate is less precise than
    ``spot_target`` (default ±3 %): a uniform random draw from the propagated
    class whose next batch narrows the estimate most (a class not checked yet,
@@ -159,6 +161,36 @@ def split_group(X: np.ndarray, random_state: int = 0, k_max: int = 30) -> list[n
     return [np.flatnonzero(labels == v) for v in np.unique(labels)]
 
 
+def cluster_cores(X: np.ndarray, clusters: np.ndarray, core_size: int) -> list[dict]:
+    """The ``core_size`` members nearest each cluster's mean, and how tight that core is.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+    clusters : ndarray of shape (n_samples,), int (``-1`` = noise, left out)
+    core_size : int
+
+    Returns
+    -------
+    list of dict
+        ``cluster`` (id), ``size`` (members), ``rows`` (core rows, nearest first),
+        ``spread`` (mean squared distance of the core to the cluster mean, in ``X``'s units).
+    """
+    order = np.argsort(clusters, kind="stable")
+    sorted_ids = clusters[order]
+    ids = np.unique(sorted_ids[sorted_ids >= 0])
+    bounds = np.searchsorted(sorted_ids, np.stack([ids, ids + 1]))
+    out = []
+    for c, lo, hi in zip(ids, bounds[0], bounds[1]):
+        mem = np.sort(order[lo:hi])
+        Xm = np.asarray(X[mem], dtype=np.float64)
+        d = ((Xm - Xm.mean(axis=0)) ** 2).sum(axis=1)
+        near = np.argsort(d, kind="stable")[:core_size]
+        out.append({"cluster": int(c), "size": int(mem.size), "rows": mem[near].tolist(),
+                    "spread": float(d[near].mean())})
+    return out
+
+
 @dataclass
 class PolicyContext:
     """What a policy sees when choosing the next question.
@@ -187,6 +219,8 @@ class PolicyContext:
     calibration : Calibration or None
         Per-class map from confidence to the probability that the label is right,
         learned from answered batches (:class:`descluster.labelling.estimate.Calibration`).
+    cores : list of dict or None
+        :func:`cluster_cores` of ``clusters`` (computed by the policy when None).
     """
 
     state: Any
@@ -201,6 +235,7 @@ class PolicyContext:
     pred: np.ndarray | None = None
     conf: np.ndarray | None = None
     calibration: Any = None
+    cores: list | None = None
 
 
 class QuestionPolicy:
@@ -236,16 +271,32 @@ class DefaultPolicy(QuestionPolicy):
     batch_size : int, default 64
         Images per review batch, at most :data:`MAX_SHOWN`.
     core_size : int, default 16
-        Images shown per cluster question (the members nearest the cluster mean).
+        Most images shown per cluster question (the members nearest the cluster mean).
+        The first cluster question shows ``core_size // 4``; the size doubles after each
+        cluster question named without a split and halves after a split (a small first
+        guess costs little; once cores prove pure, more images per naming).
+    tilt : bool, default True
+        Tilt review draws towards likelier-right images when a uniform draw would not be
+        pure enough (:func:`tilt`); False draws uniformly.
+    calibrated_tilt : bool, default True
+        Judge purity with the calibrated confidence (False: the raw confidence).
+    seek_errors : bool, default False
+        When a uniform draw is pure enough, lean it towards the images most likely
+        wrong, as far as it stays pure enough (:func:`doubt_tilt`). Measured on the
+        built-in data (seeds 0, 1) it needs 10-35 more decisions to reach 0.98-0.99
+        (more marks and splits per batch), hence off.
+    spot_target : float or None, default 0.03
+        Half-width of the accuracy interval below which no spot check is asked (None: never).
     """
 
     def __init__(self, batch_size: int = MAX_SHOWN, core_size: int = 16, tilt: bool = True,
-                 calibrated_tilt: bool = True, spot_target: float | None = 0.03):
+                 calibrated_tilt: bool = True, spot_target: float | None = 0.03, seek_errors: bool = False):
         self.batch_size = batch_size
         self.core_size = core_size
         self.tilt = tilt
         self.calibrated_tilt = calibrated_tilt
         self.spot_target = spot_target
+        self.seek_errors = seek_errors
 
     def _validate(self):
         check_int("batch_size", self.batch_size, 1, MAX_SHOWN)
@@ -280,26 +331,34 @@ class DefaultPolicy(QuestionPolicy):
         st = ctx.state
         if ctx.clusters is None:
             return None
-        ids, sizes = np.unique(ctx.clusters[ctx.clusters >= 0], return_counts=True)
-        todo = [(int(c), int(s)) for c, s in zip(ids, sizes) if (ctx.space, int(c)) not in st.asked_clusters]
+        cores = ctx.cores if ctx.cores is not None else cluster_cores(ctx.X, ctx.clusters, self.core_size)
+        todo = [c for c in cores if (ctx.space, c["cluster"]) not in st.asked_clusters]
         labelled = st.labelled
-        for c, size in sorted(todo, key=lambda t: -t[1]):
-            mem = np.flatnonzero(ctx.clusters == c)
-            Xm = np.asarray(ctx.X[mem], dtype=np.float64)
-            d = ((Xm - Xm.mean(axis=0)) ** 2).sum(axis=1)
-            core = mem[np.argsort(d, kind="stable")[: self.core_size]]
+        size = self._core_size(st)
+        for c in sorted(todo, key=lambda c: (-c["size"], c["cluster"])):
+            core = np.asarray(c["rows"][:size], dtype=np.int64)
             if labelled[core].mean() >= 0.5:
                 continue
             prop, conf = _proposal(ctx, core)
-            left = len(todo)
-            text = ctx.cluster_text.get(c, "")
+            text = ctx.cluster_text.get(c["cluster"], "")
             return Question(new_question_id(), st.name, "cluster", core.tolist(), core.tolist(), prop, conf,
-                            description=(f"The {len(core)} images nearest the centre of cluster {c} "
-                                         f"({size:,} images) of the study's clustering in {ctx.space}"
+                            description=(f"The {len(core)} images nearest the centre of cluster {c['cluster']} "
+                                         f"({c['size']:,} images) of the study's clustering in {ctx.space}"
                                          + (f". {text}" if text else "")),
-                            reason=f"clusters first: {left} of {len(ids)} clusters not asked yet",
-                            meta={"space": ctx.space, "cluster": c, "cluster_size": size})
+                            reason=(f"clusters first, largest first: {len(todo)} of {len(cores)} clusters "
+                                    f"not asked yet; {size} images shown (the core grows while cores are named "
+                                    "without a split)"),
+                            meta={"space": ctx.space, "cluster": c["cluster"], "cluster_size": c["size"]})
         return None
+
+    def _core_size(self, st) -> int:
+        """Images shown per cluster question: ``core_size / 4`` at first, doubled after each cluster
+        question named without a split and halved after a split, within [2, ``core_size``]."""
+        size = max(2, self.core_size // 4)
+        for e in st.entries:
+            if e.kind == "answer" and e.payload["question"]["kind"] == "cluster":
+                size = max(2, size // 2) if e.payload["action"] == "split" else min(self.core_size, size * 2)
+        return size
 
     def _identity(self, ctx):
         st = ctx.state
@@ -355,6 +414,8 @@ class DefaultPolicy(QuestionPolicy):
             expected = float((1.0 - g).sum())
             m = min(self.batch_size, members.size)
             beta = tilt(g, pure_enough(m)) if self.tilt and force is None else 0.0
+            if beta == 0 and self.seek_errors and force is None:
+                beta = -doubt_tilt(g, pure_enough(m))
             if beta is None:
                 if fallback is None or expected > fallback[0]:
                     fallback = (expected, int(c), members)
@@ -368,7 +429,7 @@ class DefaultPolicy(QuestionPolicy):
         else:
             (expected, _), c, members, beta = best
             m = min(self.batch_size, members.size)
-            w = prob_right[members] ** beta
+            w = _weights(prob_right[members], beta)
             take, pi_all = systematic_pps(w, m, ctx.rng)
             chosen, pi = members[take], pi_all[take]
         rows = open_rows[chosen]
@@ -382,7 +443,8 @@ class DefaultPolicy(QuestionPolicy):
             meta["sample"] = {"stratum": c, "population": int(members.size), "pred": [c] * len(rows), "space": ctx.space,
                               "conf": [round(float(v), 6) for v in conf[chosen]],
                               "pi": [float(v) for v in pi], "tilt": float(beta)}
-            how = "uniformly" if beta == 0 else f"with probability ~ (estimated precision)^{beta:g}"
+            how = ("uniformly" if beta == 0 else f"with probability ~ P(right)^{beta:g}" if beta > 0
+                   else f"with probability ~ (1 - P(right))^{-beta:g}, towards likely errors")
             reason = (f"{cls!r} holds the most expected errors ({expected:.0f} in {members.size:,} images); drawn "
                       f"{how} so that >= {target:.0%} are expected right, the draw also measures its accuracy")
             desc = (f"{len(rows)} of the {members.size:,} images propagation labels {cls!r} "
@@ -399,6 +461,29 @@ class DefaultPolicy(QuestionPolicy):
 
 #: Exponents tried by :func:`tilt`, smallest first (0 = uniform).
 TILTS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def _weights(g: np.ndarray, beta: float) -> np.ndarray:
+    """Draw weights: ``g**beta`` (towards likely-right images) or ``(1-g)**-beta`` for ``beta < 0``."""
+    g = np.asarray(g, dtype=np.float64)
+    return g**beta if beta >= 0 else np.clip(1.0 - g, 1e-9, 1.0) ** (-beta)
+
+
+def doubt_tilt(g: np.ndarray, target: float) -> float:
+    """Largest exponent b of :data:`TILTS` for which a draw ~ ``(1-g)**b`` is still ``target`` precise.
+
+    Leaning the draw towards the images most likely wrong finds the most errors per
+    batch while the batch still gets named rather than split (0 = uniform).
+    """
+    g = np.asarray(g, dtype=np.float64)
+    best = 0.0
+    for b in TILTS[1:]:
+        w = _weights(g, -b)
+        if (w * g).sum() / w.sum() >= target:
+            best = b
+        else:
+            break
+    return best
 
 
 def tilt(g: np.ndarray, target: float) -> float | None:

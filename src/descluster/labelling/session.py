@@ -141,6 +141,7 @@ class Session:
         self._cluster_text: dict[str, dict[int, str]] = {}
         self._calibrations: dict[str, tuple] = {}
         self._scalings: dict[str, tuple] = {}
+        self._core_cache: dict[tuple, list] = {}
         self.sync()
 
     # ------------------------------------------------------------------ log folding
@@ -436,12 +437,24 @@ class Session:
                                 identities=self.results.identities, conflicts=conflicts, rng=rng,
                                 cluster_text=self._cluster_descriptions(key),
                                 pred=None if pred is None else pred.pred, conf=None if pred is None else pred.conf,
-                                calibration=self.calibration(task, key))
+                                calibration=self.calibration(task, key), cores=self._cores(key))
             q = self.policy.next(ctx)
             if q is None:
                 return None
             self.log.put_question(q.id, task, q.to_dict())
             return q
+
+    def _cores(self, key: str) -> list | None:
+        """Cluster cores of a space's clustering (computed once per space and core size)."""
+        from .questions import cluster_cores
+
+        size = getattr(self.policy, "core_size", None)
+        clusters = self.results.clusterings.get(key)
+        if size is None or clusters is None:
+            return None
+        if (key, size) not in self._core_cache:
+            self._core_cache[(key, size)] = cluster_cores(self.results.space(key), clusters, size)
+        return self._core_cache[(key, size)]
 
     def calibration(self, task: str, space: str | None = None) -> Calibration:
         """The task's :class:`~descluster.labelling.estimate.Calibration` under ``space`` (cached per state)."""

@@ -322,26 +322,26 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
     decisions, answers = 0, 0
     acc = labelled = 0.0
     est = None
+    labels_now = np.full(n, "", dtype=object)  # final labels after the last answer ("" = none)
     while decisions < budget:
         q = session.next_question(column)
         if q is None:
             break
+        plan = annotator.decide(q.shown)
         d = annotator.answer(session, q)
         answers += 1
-        lab = session.labels(column)
-        new_acc = float(np.mean(lab["label"].to_numpy(dtype=object) == truth))
+        new_labels = session.labels(column)["label"].to_numpy(dtype=object)
+        new_acc = float(np.mean(new_labels == truth))
         st = session.state(column)
-        labelled = float(st.labelled.mean())
+        new_share = float(st.labelled.mean())
         pred = session.prediction(column)
         e = estimate_accuracy(st, None if pred is None else pred.conf, prediction=None if pred is None else pred.pred,
                               space=None if pred is None else pred.space,
                               calibration=None if pred is None else session.calibration(column, pred.space))
-        for i in range(d):
-            last = i == d - 1
-            rows.append((decisions + i + 1, new_acc if last else acc, labelled if last else rows[-1][2] if rows else 0.0,
-                         (e["estimate"] if last else est) if (e["estimate"] if last else est) is not None else np.nan))
+        rows += _partial_rows(decisions, d, plan, q, labels_now, truth, acc, est, labelled, new_acc, new_share,
+                              e["estimate"])
         decisions += d
-        acc, est = new_acc, e["estimate"]
+        acc, est, labelled, labels_now = new_acc, e["estimate"], new_share, new_labels
         if progress and answers % 50 == 0:
             log.info("simulate %s: %d answers, %d decisions, accuracy %.3f, estimated %s", column, answers,
                      decisions, acc, "n/a" if est is None else f"{est:.3f}")
@@ -390,12 +390,39 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
     return SimulationResult(curve=curve, baselines=base, summary=summary)
 
 
+def _partial_rows(start, d, plan, q, labels_now, truth, acc, est, share, new_acc, new_share, new_est) -> list:
+    """Curve rows for the ``d`` decisions of one answer.
+
+    The naming is the answer's first decision and each marked image the next one;
+    between them the labels are those the team sees before the propagation refits:
+    the previous labels, the name on every member of the group (on every image when
+    nothing was labelled before: the only class there is), then one corrected image
+    per mark. The last decision shows the state after the answer, refit included.
+    A split changes no label until its sub-groups are answered.
+    """
+    rows = []
+    n = truth.shape[0]
+    est_prev = np.nan if est is None else est
+    if d > 1 and "label" in plan:
+        tmp = labels_now.copy()
+        if not (tmp != "").any():
+            tmp[:] = plan["label"]
+        tmp[np.asarray(q.rows, dtype=np.int64)] = plan["label"]
+        a = float(np.mean(tmp == truth))
+        for i in range(d - 1):  # the naming (every member answered from here on), then each mark but the last
+            rows.append((start + i + 1, a + i / n, new_share, est_prev))
+    elif d > 1:  # not expected (a split is one decision): hold the previous state
+        rows += [(start + i + 1, acc, share, est_prev) for i in range(d - 1)]
+    rows.append((start + d, new_acc, new_share, np.nan if new_est is None else new_est))
+    return rows
+
+
 def _beats(curve: pd.DataFrame, other: pd.DataFrame) -> bool:
-    """Engine accuracy (best so far) >= the other's at every decision count both curves cover."""
+    """Engine accuracy >= the other's at every decision count of the other curve that both cover."""
     if curve.empty or other.empty:
         return False
     d = np.asarray(curve["decisions"])
-    a = np.maximum.accumulate(np.asarray(curve["accuracy"]))
+    a = np.asarray(curve["accuracy"])
     for dec, acc in zip(other["decisions"], other["accuracy"]):
         if dec < d[0] or dec > d[-1]:
             continue
