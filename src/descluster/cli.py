@@ -130,20 +130,14 @@ def _list_default(values) -> str:
     return ",".join(values) if values else "none"
 
 
-def _flat_config_names() -> dict[str, tuple[str, str]]:
-    from .config import _flat_names
-
-    return _flat_names()
-
-
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from .config import ALGORITHM_NAMES as algorithm_names, EMBEDDING_NAMES, SCALER_NAMES, RunConfig
+    from .config import ALGORITHM_NAMES as algorithm_names, EMBEDDING_NAMES, SCALER_NAMES, RunConfig, _flat_names
 
     PREPROCESSINGS, ALGORITHM_NAMES, EMBEDDINGS = SCALER_NAMES(), algorithm_names(), EMBEDDING_NAMES()
 
     config = RunConfig()
     d = argparse.Namespace(**{flat: getattr(getattr(config, sec), name) if sec != "seed" else config.seed
-                              for flat, (sec, name) in _flat_config_names().items()}, seed=config.seed)
+                              for flat, (sec, name) in _flat_names().items()}, seed=config.seed)
     p.add_argument("--config", type=Path, metavar="FILE",
                    help="TOML file of RunConfig fields (the keys of manifest.json's \"parameters\"); options given "
                         "here override it (default: none)")
