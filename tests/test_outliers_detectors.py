@@ -144,3 +144,23 @@ def test_graph_on_leading_columns_only():
     D, _ = knn_search(np.ascontiguousarray(X[:, :3]), 5, index="exact", progress=False)
     np.testing.assert_allclose(g.distances_, D, rtol=1e-5)
     assert "leading 3 of 10 principal components" in g.search_description_
+
+
+def test_forest_arrays_score_exactly_as_scikit_learn_and_survive_npz(tmp_path):
+    """The saved tree arrays reproduce IsolationForest.score_samples (a round trip through .npz, no pickle)."""
+    from sklearn.ensemble import IsolationForest
+
+    from descluster.outliers.detectors import forest_arrays, forest_scores
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(800, 7)).astype(np.float32)
+    est = IsolationForest(n_estimators=40, max_samples=128, max_features=0.6, random_state=1).fit(X)
+    np.savez(tmp_path / "f.npz", **forest_arrays(est))
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    Y = np.vstack([rng.normal(size=(300, 7)), rng.normal(size=(20, 7)) * 6]).astype(np.float32)
+    s = forest_scores(arrays, Y)
+    np.testing.assert_allclose(s, -est.score_samples(Y), rtol=0, atol=1e-12)
+    assert s[300:].mean() > s[:300].mean()  # the spread-out rows are easier to isolate
+    with pytest.raises(ParameterError, match="lacks the columns"):
+        forest_scores(arrays, Y[:, :2])

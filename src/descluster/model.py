@@ -29,9 +29,12 @@ What :meth:`FittedModel.assign` does with a new case (rows in input order):
    (Ramaswamy, Rastogi & Shim 2000) and the local outlier factor with respect to the
    reference (Breunig et al. 2000, "novelty" form as in scikit-learn's
    ``LocalOutlierFactor(novelty=True)``), each cut at the robust-z threshold of the
-   reference's own scores (Iglewicz & Hoaglin 1993), combined by the study's flag rule
-   (descriptor detectors only: the isolation forest and the pixel checks are not part
-   of the model);
+   reference's own scores (Iglewicz & Hoaglin 1993), and, where the study ran it, the
+   isolation forest (Liu, Ting & Zhou 2008) fitted on the reference, saved as tree
+   arrays (:func:`~descluster.outliers.detectors.forest_arrays`) and cut at the robust z
+   3.5 of the reference's scores as in the study; combined by the study's flag rule;
+   then the pixel rules at the study's cuts, when the new case has images
+   (:class:`PixelReference`);
 4. drift (:class:`Drift`): images far from every cluster (beyond the study's
    ``drift_quantile`` of distances to that centre), new dense groups among them
    (connected components of the graph joining far images that are as close to each other
@@ -105,7 +108,12 @@ class OutlierReference:
     knn_threshold, lof_threshold : float
         Flag a new row when its score exceeds these.
     rules : dict of str -> str
-        ``{"knn": ..., "lof": ...}``: the thresholds in words, with numbers.
+        ``{"knn": ..., "lof": ..., "iforest": ...}``: the thresholds in words, with numbers.
+    forest : dict of str -> ndarray or None
+        The isolation forest fitted on ``rows`` (:func:`~descluster.outliers.detectors.forest_arrays`);
+        None when the study did not run the isolation forest.
+    iforest_threshold : float
+        Flag a new row when its isolation-forest score exceeds this (NaN without a forest).
     """
 
     space: str
@@ -117,11 +125,17 @@ class OutlierReference:
     knn_threshold: float
     lof_threshold: float
     rules: dict[str, str]
+    forest: dict[str, np.ndarray] | None = None
+    iforest_threshold: float = float("nan")
 
     @classmethod
     def fit(cls, space: str, X: np.ndarray, reference_rows: int, random_state: int = 0, k_knn: int = 10,
-            k_lof: int = 20) -> "OutlierReference":
+            k_lof: int = 20, iforest: bool = True, n_estimators: int = 200,
+            max_samples: int = 256) -> "OutlierReference":
         """Sample the reference rows of ``X`` (n, p) and score them against each other.
+
+        ``iforest`` also fits an isolation forest of ``n_estimators`` trees on ``max_samples``
+        rows each (the study's detector defaults, :class:`~descluster.outliers.detectors.IsolationForestDetector`).
 
         Raises
         ------
@@ -150,7 +164,21 @@ class OutlierReference:
             d = RobustZ().decide(scores)
             thresholds[name] = d.threshold
             rules[name] = f"{space}: {label} against {m:,} reference rows: {d.description}"
-        return cls(space, R, kdist, lrd, k_knn, k_lof, thresholds["knn"], thresholds["lof"], rules)
+        forest, iforest_threshold = None, float("nan")
+        if iforest:
+            from sklearn.ensemble import IsolationForest
+
+            from .outliers.detectors import forest_arrays, forest_scores
+
+            est = IsolationForest(n_estimators=n_estimators, max_samples=min(max_samples, m),
+                                  random_state=random_state, n_jobs=1).fit(R)
+            forest = forest_arrays(est)
+            d = RobustZ(3.5, log=False).decide(forest_scores(forest, R))
+            iforest_threshold = d.threshold
+            rules["iforest"] = (f"{space}: isolation forest ({n_estimators} trees) fitted on {m:,} reference rows: "
+                                f"{d.description}")
+        return cls(space, R, kdist, lrd, k_knn, k_lof, thresholds["knn"], thresholds["lof"], rules, forest,
+                   iforest_threshold)
 
     def score(self, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """k-distance and LOF of new rows ``Y`` (n, p) with respect to the reference.
@@ -170,17 +198,28 @@ class OutlierReference:
         lrd = 1.0 / (reach.mean(axis=1) + 1e-10)
         return D[:, self.k_knn - 1], self.lrd[I[:, : self.k_lof]].mean(axis=1) / lrd
 
+    def iforest_score(self, Y: np.ndarray) -> np.ndarray | None:
+        """Isolation-forest scores of new rows ``Y`` (n, p): ndarray (n,) float64, or None without a forest."""
+        from .outliers.detectors import forest_scores
+
+        return None if self.forest is None else forest_scores(self.forest, Y)
+
     def to_state(self) -> tuple[dict, dict]:
         """``(meta, arrays)`` for saving."""
         meta = {"space": self.space, "k_knn": self.k_knn, "k_lof": self.k_lof, "knn_threshold": self.knn_threshold,
-                "lof_threshold": self.lof_threshold, "rules": self.rules}
-        return meta, {"rows": self.rows, "kdist": self.kdist, "lrd": self.lrd}
+                "lof_threshold": self.lof_threshold, "rules": self.rules, "iforest": self.forest is not None,
+                "iforest_threshold": self.iforest_threshold}
+        arrays = {"rows": self.rows, "kdist": self.kdist, "lrd": self.lrd}
+        arrays.update({f"forest_{k}": v for k, v in (self.forest or {}).items()})
+        return meta, arrays
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> "OutlierReference":
         """Inverse of :meth:`to_state`."""
+        forest = {k[len("forest_"):]: v for k, v in arrays.items() if k.startswith("forest_")} if meta.get("iforest") else None
         return cls(meta["space"], arrays["rows"], arrays["kdist"], arrays["lrd"], int(meta["k_knn"]),
-                   int(meta["k_lof"]), float(meta["knn_threshold"]), float(meta["lof_threshold"]), dict(meta["rules"]))
+                   int(meta["k_lof"]), float(meta["knn_threshold"]), float(meta["lof_threshold"]), dict(meta["rules"]),
+                   forest, float(meta.get("iforest_threshold", float("nan"))))
 
 
 # --------------------------------------------------------------------------- drift reference
@@ -331,7 +370,8 @@ class FittedModel:
         if config.outliers.enabled:
             for d, key in sorted(result.per_descriptor.items()):
                 skey = result.choices[key].space.key
-                outliers[d] = OutlierReference.fit(skey, result.spaces[skey].X, mc.reference_rows, config.seed)
+                outliers[d] = OutlierReference.fit(skey, result.spaces[skey].X, mc.reference_rows, config.seed,
+                                                   iforest="iforest" in config.outliers.detectors)
                 spaces.setdefault(skey, (result.spaces[skey].id, result.spaces[skey].transform))
         rec = result.choices[result.recommended]
         drift = None
@@ -565,6 +605,11 @@ class FittedModel:
             table[f"lof_{ref.space}"] = lof
             checks += [("knn", d, ref.space), ("lof", d, ref.space)]
             F += [knn > ref.knn_threshold, lof > ref.lof_threshold]
+            iso = ref.iforest_score(rows[ref.space])
+            if iso is not None:
+                table[f"iforest_{ref.space}"] = iso
+                checks.append(("iforest", d, ref.space))
+                F.append(iso > ref.iforest_threshold)
         if not F:
             return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64), [""] * n
         F = np.column_stack(F)
@@ -573,7 +618,10 @@ class FittedModel:
         need = min(int(self.flag_rule.get("min_descriptor_kinds") or len(kinds)), len(kinds))
         n_flags = F.sum(axis=1).astype(np.int64)
         flagged = per_kind.sum(axis=1) >= need
-        words = {"knn": "far from the study's images", "lof": "much sparser than its neighbours (LOF)"}
+        from .outliers.consensus import PHRASES
+
+        # against the study's images, not the batch's own neighbours: the k-distance says so
+        words = {**PHRASES, "knn": "far from the study's images"}
         reasons = []
         for i in range(n):
             by: dict[str, list[str]] = {}
@@ -587,7 +635,9 @@ class FittedModel:
         """The outlier thresholds and the flag rule in words."""
         out = {f"{det}:{ref.space}": text for ref in self.outliers.values() for det, text in ref.rules.items()}
         need = min(int(self.flag_rule.get("min_descriptor_kinds") or len(self.outliers)), len(self.outliers))
-        out["flag rule"] = (f"flagged when the k-distance or the LOF check flags the image in at least {need} of "
+        checks = "the k-distance, the LOF or the isolation-forest check" if any(
+            r.forest is not None for r in self.outliers.values()) else "the k-distance or the LOF check"
+        out["flag rule"] = (f"flagged when {checks} flags the image in at least {need} of "
                             f"the {len(self.outliers)} descriptor kinds")
         return out
 

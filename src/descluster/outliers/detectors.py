@@ -441,6 +441,113 @@ class IsolationForestDetector(_GraphDetector):
         return self
 
 
+def _average_path_length(n: np.ndarray) -> np.ndarray:
+    """``c(n)``, the mean path length of an unsuccessful search in a binary search tree of ``n`` keys.
+
+    Liu, Ting & Zhou (2008), eq. 1: ``c(n) = 2 H(n - 1) - 2 (n - 1) / n`` with
+    ``H(i) ~ ln(i) + Euler's constant``; ``c(1) = 0`` and ``c(2) = 1`` as in scikit-learn's
+    ``sklearn.ensemble._iforest._average_path_length``.
+
+    Parameters
+    ----------
+    n : ndarray of int, any shape
+
+    Returns
+    -------
+    ndarray of float64, the shape of ``n``
+    """
+    n = np.asarray(n, dtype=np.float64)
+    out = np.zeros_like(n)
+    out[n == 2] = 1.0
+    big = n > 2
+    out[big] = 2.0 * (np.log(n[big] - 1.0) + np.euler_gamma) - 2.0 * (n[big] - 1.0) / n[big]
+    return out
+
+
+def forest_arrays(estimator) -> dict[str, np.ndarray]:
+    """The trees of a fitted scikit-learn ``IsolationForest`` as plain arrays (saved without pickle).
+
+    Parameters
+    ----------
+    estimator : sklearn.ensemble.IsolationForest
+        Fitted.
+
+    Returns
+    -------
+    dict of str -> ndarray
+        ``left``, ``right`` (int64, child node of every node of every tree, global numbering, -1 at
+        leaves), ``feature`` (int64, input column tested, -1 at leaves), ``threshold`` (float64),
+        ``n_samples`` (int64, training rows reaching the node), ``roots`` (int64, (n_trees,), first
+        node of each tree) and ``max_samples`` (int64, shape (1,), psi of the paper).
+        :func:`forest_scores` scores rows with them exactly as ``-estimator.score_samples``.
+    """
+    left, right, feature, threshold, n_samples, roots = [], [], [], [], [], []
+    offset = 0
+    for tree, cols in zip(estimator.estimators_, estimator.estimators_features_):
+        t = tree.tree_
+        leaf = t.children_left < 0
+        roots.append(offset)
+        left.append(np.where(leaf, -1, t.children_left + offset))
+        right.append(np.where(leaf, -1, t.children_right + offset))
+        feature.append(np.where(leaf, -1, np.asarray(cols)[np.maximum(t.feature, 0)]))
+        threshold.append(t.threshold)
+        n_samples.append(t.n_node_samples)
+        offset += t.node_count
+    cat = np.concatenate
+    return {"left": cat(left).astype(np.int64), "right": cat(right).astype(np.int64),
+            "feature": cat(feature).astype(np.int64), "threshold": cat(threshold).astype(np.float64),
+            "n_samples": cat(n_samples).astype(np.int64), "roots": np.asarray(roots, dtype=np.int64),
+            "max_samples": np.asarray([estimator.max_samples_], dtype=np.int64)}
+
+
+def forest_scores(arrays: dict[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    """Anomaly scores ``s = 2^(-E[h(x)] / c(psi))`` of rows under a forest saved by :func:`forest_arrays`.
+
+    Liu, Ting & Zhou (2008): ``h(x)`` is the depth of the leaf ``x`` reaches plus ``c`` of the training
+    rows in that leaf; the mean runs over the trees. Equal to scikit-learn's ``-score_samples`` of the
+    forest the arrays came from (rows cast to float32 and compared with ``<=`` as its trees do).
+
+    Parameters
+    ----------
+    arrays : dict of str -> ndarray
+        From :func:`forest_arrays` (or read back from a model file).
+    X : ndarray of shape (n, p)
+        Rows in the columns the forest was fitted on.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64, in (0, 1); larger = easier to isolate.
+
+    Raises
+    ------
+    ParameterError
+        If ``X`` has fewer columns than the forest tests.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    left, right, feature = arrays["left"], arrays["right"], arrays["feature"]
+    threshold, n_samples = arrays["threshold"], arrays["n_samples"]
+    if X.ndim != 2 or (feature.size and X.shape[1] <= int(feature.max())):
+        raise ParameterError(f"X of shape {X.shape} lacks the columns the forest tests (up to {int(feature.max())})")
+    n = X.shape[0]
+    depths = np.zeros(n, dtype=np.float64)
+    rows = np.arange(n)
+    for root in arrays["roots"]:
+        node = np.full(n, int(root), dtype=np.int64)
+        depth = np.zeros(n, dtype=np.float64)
+        live = rows[left[node] >= 0]
+        while live.size:
+            nd = node[live]
+            go_left = X[live, feature[nd]] <= threshold[nd]
+            node[live] = np.where(go_left, left[nd], right[nd])
+            depth[live] += 1.0
+            live = live[left[node[live]] >= 0]
+        depths += depth + _average_path_length(n_samples[node])
+    denominator = len(arrays["roots"]) * float(_average_path_length(arrays["max_samples"])[0])
+    if denominator == 0:
+        return np.ones(n, dtype=np.float64)
+    return 2.0 ** (-depths / denominator)
+
+
 def knee_of_curve(values: np.ndarray) -> float:
     """Value at the knee of the ascending curve of ``values``.
 
