@@ -78,3 +78,34 @@ def test_outliers_table_and_manifest(run_out):
     assert all("neighbour search: exact" in v for k, v in rules.items() if k.startswith("neighbours:"))
     html = (run_out / "report.html").read_text()
     assert "How images were judged" in html and rules["flag rule"][:40] in html
+
+
+def test_assign_judges_new_images_pixels_by_the_study_cuts(run_out, demo_slice_case, tmp_path):
+    """The model keeps the study's pixel cuts: its own images are judged exactly as the study judged
+    them, and images blurred afterwards are flagged as blurred although their descriptors are unchanged."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    import descluster
+
+    case = descluster.load_case(demo_slice_case)
+    root = tmp_path / "images"
+    shutil.copytree(case.images.root, root)
+    blurred = list(case.paths[:240:40])
+    for rel in blurred:
+        f = root / rel.replace("\\", "/")
+        Image.open(f).convert("RGB").filter(ImageFilter.GaussianBlur(6)).save(f, quality=95)
+    new = descluster.load_case(demo_slice_case, images=root)
+    model = descluster.FittedModel.load(run_out)
+    assert model.pixels is not None and "blurred" in model.pixels.cuts
+    t = model.assign(new).table
+    assert t["path"].tolist() == list(case.paths)
+    study = pd.read_csv(run_out / "outliers.csv", keep_default_na=False).set_index("path").loc[t["path"]]
+    by = study["flagged_by"].astype(str).str.split(";")
+    study_pixel = np.array([any(r.startswith("pixel:") and r != "pixel:no-vehicle" for r in rules) for rules in by])
+    same = ~t["path"].isin(blurred).to_numpy()
+    np.testing.assert_array_equal(t["pixel_flagged"].to_numpy()[same].astype(bool), study_pixel[same])
+    hit = t.set_index("path").loc[blurred]
+    assert hit["pixel_flagged"].all() and hit["flagged"].all() and hit["reason"].str.contains("blurred").all()

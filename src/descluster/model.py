@@ -62,7 +62,7 @@ from .preprocess.spaces import Mixture, Reduction
 from .results import SpaceId
 from .rows import sample_rows
 
-__all__ = ["FittedModel", "OutlierReference", "DriftReference", "Assignment", "MODEL_DIR", "MODEL_FORMAT"]
+__all__ = ["FittedModel", "OutlierReference", "PixelReference", "DriftReference", "Assignment", "MODEL_DIR", "MODEL_FORMAT"]
 
 MODEL_DIR = "model"
 MODEL_JSON = "model.json"
@@ -222,6 +222,92 @@ class OutlierReference:
                    forest, float(meta.get("iforest_threshold", float("nan"))))
 
 
+# --------------------------------------------------------------------------- pixel reference
+
+
+@dataclass
+class PixelReference:
+    """The study's pixel rules at the thresholds it derived, to judge new images' pixels the same way.
+
+    A pixel rule's threshold comes from the collection's own statistics
+    (:mod:`descluster.outliers.quality`); new images are judged against the study's
+    collection, not against their own batch, so a batch that is all blurred is flagged
+    as blurred.
+
+    Attributes
+    ----------
+    cuts : dict of str -> float
+        Rule name (of :data:`~descluster.outliers.quality.QUALITY_RULES`) -> threshold in its
+        column's units (:attr:`~descluster.outliers.quality.QualityVerdict.cuts`); rules the
+        study held back (they described too much of its collection) are absent.
+    held_back : list of str
+        Those rules, named.
+    unusual_size : bool
+        Whether the size rule (a side under 16 px or aspect outside [1/4, 4]) applies.
+    rules : dict of str -> str
+        The study's rule texts for the kept rules.
+    """
+
+    cuts: dict[str, float]
+    held_back: list[str]
+    unusual_size: bool
+    rules: dict[str, str]
+
+    @classmethod
+    def fit(cls, quality: pd.DataFrame, max_share: float) -> "PixelReference":
+        """The cuts the study's pixel table ``quality`` (n rows) gives under ``max_share``.
+
+        Raises
+        ------
+        ParameterError
+            Bad ``max_share`` (:func:`~descluster.outliers.quality.quality_flags`).
+        """
+        from .outliers.quality import quality_flags
+
+        v = quality_flags(quality, imagenet=None, max_share=max_share)
+        keep = {k: t for k, t in v.thresholds.items() if k in v.cuts or k in ("unreadable", "unusual-size")}
+        return cls(dict(v.cuts), list(v.held_back), "unusual-size" not in v.held_back, keep)
+
+    def judge(self, quality: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+        """Flags and reasons of new images' pixel table ``quality`` (n rows, input order).
+
+        Returns
+        -------
+        flags : ndarray of shape (n,), bool
+            Any kept rule fires, or the file is unreadable.
+        reasons : list of str, length n
+            "; "-joined reasons ("" where none fired).
+        """
+        from .outliers.quality import QUALITY_RULES, _with_fallback_columns, unusual_size
+
+        table = _with_fallback_columns(quality)
+        n = len(table)
+        readable = table["readable"].to_numpy(dtype=bool)
+        cols: list[tuple[np.ndarray, list[str]]] = [
+            (~readable, [f"unreadable: {e}" if not r else "" for r, e in zip(readable, table["error"].astype(str))])]
+        for rule in QUALITY_RULES:
+            if rule.name not in self.cuts:
+                continue
+            v = pd.to_numeric(table[rule.column], errors="coerce").to_numpy(dtype=np.float64)
+            f = rule.fires(v, readable, self.cuts[rule.name])
+            cols.append((f, [rule.reason.format(v=v[i]) if f[i] else "" for i in range(n)]))
+        if self.unusual_size:
+            cols.append(unusual_size(table, readable))
+        flags = np.column_stack([f for f, _ in cols]).any(axis=1)
+        reasons = ["; ".join(r[i] for _, r in cols if r[i]) for i in range(n)]
+        return flags, reasons
+
+    def to_state(self) -> dict:
+        """The JSON entry (no arrays)."""
+        return {"cuts": self.cuts, "held_back": self.held_back, "unusual_size": self.unusual_size, "rules": self.rules}
+
+    @classmethod
+    def from_state(cls, meta: dict) -> "PixelReference":
+        """Inverse of :meth:`to_state`."""
+        return cls({k: float(v) for k, v in meta["cuts"].items()}, list(meta["held_back"]),
+                   bool(meta["unusual_size"]), dict(meta["rules"]))
+
+
 # --------------------------------------------------------------------------- drift reference
 
 
@@ -324,6 +410,8 @@ class FittedModel:
     flag_rule : dict of str -> int
         ``min_descriptor_kinds`` of the study's flag rule (None: every kind).
     drift : DriftReference or None
+    pixels : PixelReference or None
+        The study's pixel rules and cuts (None when the study ran no pixel checks).
     seed : int
     versions : dict of str -> str or None
         descluster and library versions that fitted the model.
@@ -338,6 +426,7 @@ class FittedModel:
     outliers: dict[str, OutlierReference] = field(default_factory=dict)
     flag_rule: dict[str, int] = field(default_factory=dict)
     drift: DriftReference | None = None
+    pixels: PixelReference | None = None
     seed: int = 0
     versions: dict[str, str | None] = field(default_factory=_versions)
 
@@ -389,7 +478,9 @@ class FittedModel:
                    recommended=result.recommended, per_descriptor=dict(result.per_descriptor), cluster_names=names,
                    outliers=outliers,
                    flag_rule={"min_descriptor_kinds": config.outliers.min_descriptor_kinds},
-                   drift=drift, seed=config.seed)
+                   drift=drift, seed=config.seed,
+                   pixels=None if result.quality is None else PixelReference.fit(result.quality,
+                                                                                 config.outliers.max_pixel_share))
 
     # -- saving --------------------------------------------------------------------
     def to_state(self) -> tuple[dict, dict[str, np.ndarray]]:
@@ -433,6 +524,7 @@ class FittedModel:
                "recommended": self.recommended, "per_descriptor": self.per_descriptor,
                "cluster_names": {str(k): v for k, v in sorted(self.cluster_names.items())},
                "outliers": outliers, "flag_rule": self.flag_rule, "drift": drift,
+               "pixels": None if self.pixels is None else self.pixels.to_state(),
                "arrays": MODEL_ARRAYS}
         return doc, arrays
 
@@ -504,6 +596,7 @@ class FittedModel:
                    per_descriptor=dict(doc["per_descriptor"]),
                    cluster_names={int(k): v for k, v in doc.get("cluster_names", {}).items()}, outliers=outliers,
                    flag_rule=dict(doc.get("flag_rule", {})), drift=drift, seed=int(doc.get("seed", 0)),
+                   pixels=PixelReference.from_state(doc["pixels"]) if doc.get("pixels") else None,
                    versions=dict(doc.get("versions", {})))
 
     def __eq__(self, other: object) -> bool:
@@ -588,6 +681,14 @@ class FittedModel:
             table["distance"] = np.round(drift.distance, 6)
             table["far"] = drift.far.astype(np.int64)
             table["new_group"] = drift.group
+        if self.pixels is not None and getattr(case, "images", None) is not None:
+            from .outliers.pixels import image_quality_table
+
+            quality = image_quality_table(case.images, list(case.paths), progress=progress)
+            pixel_flags, pixel_reasons = self.pixels.judge(quality)
+            table["pixel_flagged"] = pixel_flags.astype(np.int64)
+            flags = flags | pixel_flags
+            reasons = ["; ".join(r for r in pair if r) for pair in zip(reasons, pixel_reasons)]
         table["flagged"] = flags.astype(np.int64)
         table["n_flags"] = n_flags
         table["reason"] = reasons
@@ -639,6 +740,10 @@ class FittedModel:
             r.forest is not None for r in self.outliers.values()) else "the k-distance or the LOF check"
         out["flag rule"] = (f"flagged when {checks} flags the image in at least {need} of "
                             f"the {len(self.outliers)} descriptor kinds")
+        if self.pixels is not None:
+            out.update({f"pixel:{k}": t for k, t in self.pixels.rules.items()})
+            out["flag rule"] += ("; or, for a new case with images, when a pixel rule fires at the study's "
+                                 "threshold (" + (", ".join(sorted(self.pixels.cuts)) or "none") + ")")
         return out
 
 

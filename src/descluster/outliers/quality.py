@@ -57,7 +57,7 @@ from .pixels import GREY_P95_SPREAD, collection_levels
 from .thresholds import robust_z
 from .vehicle import LowVehicleEvidence, vehicle_shares
 
-__all__ = ["QUALITY_RULES", "QualityRule", "QualityVerdict", "no_vehicle_flags", "quality_flags", "NIGHT_LUMA",
+__all__ = ["QUALITY_RULES", "QualityRule", "QualityVerdict", "no_vehicle_flags", "quality_flags", "unusual_size", "NIGHT_LUMA",
            "ZONE_II_LUMA"]
 
 #: Luma of Zone II (2.25% reflectance, CIE L* 16.5): detail is hidden below it.
@@ -178,9 +178,8 @@ class QualityRule:
         if self.ratio is not None:
             cuts.append(self.ratio * back(med_t))
         cut = max(cuts) if high else min(cuts)
-        flags = ok & ((v >= cut) if high else (v <= cut))
-        if self.z is not None and scale == 0:
-            flags &= False
+        # (no spread with a z cut: cut is +-inf, so the rule cannot fire)
+        flags = self.fires(v, readable, cut)
         cmp = ">=" if high else "<="
         parts = []
         if self.z is not None:
@@ -192,6 +191,28 @@ class QualityRule:
             parts.append(f"{'over' if high else 'under'} {self.ratio:g} × the median")
         desc = f"{self.column} {cmp} {cut:.4g} ({' and '.join(parts)})"
         return flags, np.where(ok, z, 0.0), cut, desc
+
+    def fires(self, values: np.ndarray, readable: np.ndarray, cut: float) -> np.ndarray:
+        """Where the rule fires at threshold ``cut`` (column units; NaN or infinite never fires).
+
+        Used by :meth:`apply` with the cut it derives, and by a fitted model on new images
+        with the study's cut (:class:`descluster.model.PixelReference`).
+
+        Parameters
+        ----------
+        values : ndarray of shape (n,), float64
+            The rule's column (NaN where not measured).
+        readable : ndarray of shape (n,), bool
+        cut : float
+
+        Returns
+        -------
+        ndarray of shape (n,), bool
+        """
+        ok = np.isfinite(values) & readable
+        if not np.isfinite(cut):
+            return np.zeros(len(values), dtype=bool)
+        return ok & ((values >= cut) if self.direction == "high" else (values <= cut))
 
 
 #: The default pixel rules; see the module notes for what each threshold means.
@@ -230,6 +251,9 @@ class QualityVerdict:
         ``"property:night"`` and ``"colour:levels"`` (properties, never flags).
     held_back : list of str
         Rules that would have flagged more than ``max_share`` of the images.
+    cuts : dict of str -> float
+        Relative rule name -> the threshold it applied, in its column's units (NaN: cannot
+        fire); rules in ``held_back`` are left out. What a fitted model judges new images by.
     """
 
     flags: pd.DataFrame
@@ -239,6 +263,31 @@ class QualityVerdict:
     exact_group: np.ndarray
     thresholds: dict[str, str] = field(default_factory=dict)
     held_back: list[str] = field(default_factory=list)
+    cuts: dict[str, float] = field(default_factory=dict)
+
+
+def unusual_size(table: pd.DataFrame, readable: np.ndarray, min_side: int = 16,
+                 max_aspect: float = 4.0) -> tuple[np.ndarray, list[str]]:
+    """The size rule: a side under ``min_side`` px or a width/height outside ``[1/max_aspect, max_aspect]``.
+
+    Parameters
+    ----------
+    table : DataFrame with ``width`` and ``height`` (n rows)
+    readable : ndarray of shape (n,), bool
+    min_side : int, default 16
+    max_aspect : float, default 4.0
+
+    Returns
+    -------
+    flags : ndarray of shape (n,), bool
+    reasons : list of str, length n ("" where it does not fire)
+    """
+    w = pd.to_numeric(table["width"], errors="coerce").to_numpy(dtype=np.float64)
+    h = pd.to_numeric(table["height"], errors="coerce").to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        asp = w / h
+        odd = readable & ((np.fmin(w, h) < min_side) | (asp > max_aspect) | (asp < 1 / max_aspect))
+    return odd, [f"unusual size {int(w[i])}×{int(h[i])}" if odd[i] else "" for i in range(len(odd))]
 
 
 def quality_flags(
@@ -318,22 +367,21 @@ def quality_flags(
         thresholds[name] = f"pixel:{name}: {text}; {count:,} of {n_ok:,} flagged"
         return f
 
+    cuts: dict[str, float] = {}
     for rule in rules:
-        f, sc, _, d = rule.apply(table, readable)
+        f, sc, cut, d = rule.apply(table, readable)
         v = pd.to_numeric(table[rule.column], errors="coerce").to_numpy(dtype=np.float64)
         f = settle(rule.name, f, d, rule.name)
+        if rule.name not in held_back:
+            cuts[rule.name] = float(cut)
         flags[rule.name], scores[f"pixel_{rule.name}"] = f, sc
         reason_cols.append([rule.reason.format(v=v[i]) if f[i] else "" for i in range(n)])
 
-    w = pd.to_numeric(table["width"], errors="coerce").to_numpy(dtype=np.float64)
-    h = pd.to_numeric(table["height"], errors="coerce").to_numpy(dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        asp = w / h
-        odd = readable & ((np.fmin(w, h) < min_side) | (asp > max_aspect) | (asp < 1 / max_aspect))
+    odd, size_reasons = unusual_size(table, readable, min_side, max_aspect)
     odd = settle("unusual-size", odd, f"a side < {min_side} px or aspect outside [1/{max_aspect:g}, {max_aspect:g}]",
                  "this size")
     flags["unusual-size"] = odd
-    reason_cols.append([f"unusual size {int(w[i])}×{int(h[i])}" if odd[i] else "" for i in range(n)])
+    reason_cols.append([r if f else "" for f, r in zip(odd, size_reasons)])
 
     if imagenet is not None:
         nov, vs, nov_reasons, desc = no_vehicle_flags(imagenet, paths, evidence)
@@ -368,7 +416,7 @@ def quality_flags(
     reasons = ["; ".join(r[i] for r in reason_cols if r[i]) for i in range(n)]
     return QualityVerdict(
         flags=pd.DataFrame(flags), scores=pd.DataFrame(scores), reasons=reasons, notes=notes, exact_group=exact,
-        thresholds=thresholds, held_back=held_back,
+        thresholds=thresholds, held_back=held_back, cuts=cuts,
     )
 
 
