@@ -352,3 +352,41 @@ def test_logistic_propagation_matches_scikit_learn_predict_proba(n_classes):
     prop = LogisticPropagation().fit(X, y, n_classes=n_classes)
     ref = prop.model_.predict_proba(isotropic_scale(X))
     np.testing.assert_allclose(prop.proba_, ref, atol=1e-5)
+
+
+def test_the_fitted_model_carries_each_task_classifier_to_new_images(results, tmp_path):
+    """A labelling session's answers become a classifier in the saved model: assigning the study's own
+    descriptors as a new case gives the planted kinds, and the model survives save/load."""
+    import shutil
+
+    from descluster import load_case
+    from descluster.api import assign_case
+    from descluster.model import FittedModel
+
+    out, truth = results
+    work = tmp_path / "out"
+    shutil.copytree(out, work)
+    s = Session(work)
+    s.add_task("kind", ["k0", "k1"])
+    s.add_task("empty")
+    for _ in range(8):
+        q = s.next_question("kind")
+        if q is None:
+            break
+        _answer_by_truth(s, truth, q)
+    answered = int(s.state("kind").labelled.sum())
+    s.close()
+    model = FittedModel.load(work).with_labelling(work)
+    assert set(model.labelling) == {"kind"}  # the task without answers has no classifier
+    lm = model.labelling["kind"]
+    assert lm.n_labelled == answered and lm.space in model.spaces
+    again = FittedModel.load(model.save(tmp_path / "model"))
+    assert again == model
+    manifest = json.loads((work / "manifest.json").read_text())
+    a = assign_case(manifest["case"]["root"], work, tmp_path / "assigned")
+    table = pd.read_csv(tmp_path / "assigned" / "assignments.csv")
+    assert table["path"].tolist() == truth["path"].tolist()
+    assert (table["label_kind"] == truth["kind"]).mean() >= 0.95
+    assert table["label_kind_confidence"].between(0, 1).all()
+    # the saved classifier labels as the one fitted from the session
+    np.testing.assert_array_equal(a.table["label_kind"], again.assign(load_case(manifest["case"]["root"])).table["label_kind"])

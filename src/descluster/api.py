@@ -380,6 +380,11 @@ def assign_case(case_dir: str | os.PathLike, model: str | os.PathLike, out: str 
                 images: str | os.PathLike | None = None, trust_pickle: bool = False) -> Assignment:
     """``descluster assign``: load the new case and the model, assign, write ``out``.
 
+    When the results folder holds a labelling session (``labels.sqlite``) and the saved
+    model no classifier for it, each task's classifier is fitted first
+    (:meth:`FittedModel.with_labelling`), so ``assignments.csv`` gains ``label_<task>``
+    and ``label_<task>_confidence``.
+
     Returns
     -------
     Assignment
@@ -393,6 +398,10 @@ def assign_case(case_dir: str | os.PathLike, model: str | os.PathLike, out: str 
     fitted = FittedModel.load(model_dir)
     results = model_dir if (model_dir / MODEL_DIR).is_dir() else model_dir.parent
     case = load_case(case_dir, images=images, trust_pickle=trust_pickle)
+    from .labelling.session import DB_NAME
+
+    if not fitted.labelling and (results / DB_NAME).is_file():
+        fitted = fitted.with_labelling(results)  # the labelling session's tasks, fitted now
     assignment = fitted.assign(case, names=team_names(results), progress=True)
     assignment.save(out)
     return assignment

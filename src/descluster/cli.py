@@ -304,8 +304,10 @@ def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, tru
         print(f"drift: {s['far']:,} far from every cluster ({s['far_share']:.1%}, about "
               f"{s['expected_far_share']:.0%} expected), {s['new_groups']} new dense group(s), cluster shares "
               f"shifted by {s['total_variation']:.3f} (total variation)")
+    for task in assignment.model.labelling:
+        counts = t[f"label_{task}"].value_counts()
+        print(f"task {task}: " + ", ".join(f"{c} {n:,}" for c, n in counts.items()))
     print(f"results: {out.resolve()}  (assignments.csv, drift.json, drift_shares.csv, drift_groups.csv)")
-    return 0
     return 0
 
 

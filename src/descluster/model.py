@@ -17,6 +17,11 @@
 
 Nothing is pickled: a model file from elsewhere can be read safely.
 
+A labelling session (``OUT/labels.sqlite``) adds one classifier per task
+(:class:`LabelModel`, :meth:`FittedModel.with_labelling`): ``descluster assign``
+fits them from the session's answers when the model it loads has none, and
+``model.with_labelling(OUT).save(OUT / "model")`` keeps them in the model files.
+
 What :meth:`FittedModel.assign` does with a new case (rows in input order):
 
 1. each needed space: the saved scaler + PCA (and mixture factors) applied to the new
@@ -62,7 +67,7 @@ from .preprocess.spaces import Mixture, Reduction
 from .results import SpaceId
 from .rows import sample_rows
 
-__all__ = ["FittedModel", "OutlierReference", "PixelReference", "DriftReference", "Assignment", "MODEL_DIR", "MODEL_FORMAT"]
+__all__ = ["FittedModel", "OutlierReference", "PixelReference", "LabelModel", "DriftReference", "Assignment", "MODEL_DIR", "MODEL_FORMAT"]
 
 MODEL_DIR = "model"
 MODEL_JSON = "model.json"
@@ -308,6 +313,88 @@ class PixelReference:
                    bool(meta["unusual_size"]), dict(meta["rules"]))
 
 
+# --------------------------------------------------------------------------- labelling models
+
+
+@dataclass
+class LabelModel:
+    """A labelling task's classifier for new images: the inductive part of the session's propagation.
+
+    The session (:mod:`descluster.labelling`) spreads labels with a logistic model
+    smoothed over the study's kNN graph (Correct & Smooth); the smoothing needs the
+    study's graph, so a new image gets the logistic part alone: a multinomial
+    ``LogisticRegression(C=1)`` on the task's answered rows, isotropically scaled
+    (:class:`~descluster.labelling.propagate.LogisticPropagation`), in the task's space.
+
+    Attributes
+    ----------
+    task : str
+    space : str
+        ``SpaceId.key`` the classifier reads (the task's chosen space, or the recommended
+        configuration's when the model does not hold that one; ``note`` says so).
+    classes : list of str
+        The task's classes (index = class code).
+    fitted : ndarray of shape (m,), int64
+        Class codes of the fitted columns (classes with answers).
+    W : ndarray of shape (p, m or 1), float32
+    b : ndarray of shape (m or 1,), float32
+    n_labelled : int
+        Answered rows it was fitted on.
+    note : str
+    """
+
+    task: str
+    space: str
+    classes: list[str]
+    fitted: np.ndarray
+    W: np.ndarray
+    b: np.ndarray
+    n_labelled: int
+    note: str = ""
+
+    @classmethod
+    def fit(cls, task: str, space: str, classes: list[str], X: np.ndarray, y: np.ndarray,
+            note: str = "") -> "LabelModel":
+        """Fit on the rows of ``X`` (n, p) with ``y >= 0`` (int, class codes; -1 = unlabelled).
+
+        Raises
+        ------
+        ParameterError
+            Fewer than two classes answered.
+        """
+        from sklearn.linear_model import LogisticRegression
+
+        from .labelling.propagate import isotropic_params, logistic_weights
+
+        lab = np.flatnonzero(y >= 0)
+        if np.unique(y[lab]).size < 2:
+            raise ParameterError(f"task {task!r}: {np.unique(y[lab]).size} class(es) answered; a classifier needs two")
+        mean, scale = isotropic_params(X)
+        model = LogisticRegression(C=1.0, max_iter=300).fit((np.asarray(X[lab], np.float32) - mean) / np.float32(scale),
+                                                            y[lab])
+        W, b = logistic_weights(model, mean, scale)
+        return cls(task, space, list(classes), np.asarray(model.classes_, np.int64), W, b, int(lab.size), note)
+
+    def predict(self, X: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """Class names and confidence (largest probability, float64) of rows ``X`` (n, p) of :attr:`space`."""
+        from .labelling.propagate import logistic_proba
+
+        P = logistic_proba(X, self.W, self.b, self.fitted, len(self.classes))
+        return [self.classes[i] for i in P.argmax(axis=1)], P.max(axis=1).astype(np.float64)
+
+    def to_state(self) -> tuple[dict, dict]:
+        """``(meta, arrays)`` for saving."""
+        meta = {"task": self.task, "space": self.space, "classes": self.classes, "n_labelled": self.n_labelled,
+                "note": self.note}
+        return meta, {"fitted": self.fitted, "W": self.W, "b": self.b}
+
+    @classmethod
+    def from_state(cls, meta: dict, arrays: dict) -> "LabelModel":
+        """Inverse of :meth:`to_state`."""
+        return cls(meta["task"], meta["space"], list(meta["classes"]), arrays["fitted"], arrays["W"], arrays["b"],
+                   int(meta["n_labelled"]), meta.get("note", ""))
+
+
 # --------------------------------------------------------------------------- drift reference
 
 
@@ -412,6 +499,8 @@ class FittedModel:
     drift : DriftReference or None
     pixels : PixelReference or None
         The study's pixel rules and cuts (None when the study ran no pixel checks).
+    labelling : dict of str -> LabelModel
+        Task name -> classifier of a labelling session (:meth:`with_labelling`); empty before one.
     seed : int
     versions : dict of str -> str or None
         descluster and library versions that fitted the model.
@@ -427,6 +516,7 @@ class FittedModel:
     flag_rule: dict[str, int] = field(default_factory=dict)
     drift: DriftReference | None = None
     pixels: PixelReference | None = None
+    labelling: dict[str, LabelModel] = field(default_factory=dict)
     seed: int = 0
     versions: dict[str, str | None] = field(default_factory=_versions)
 
@@ -519,12 +609,17 @@ class FittedModel:
             meta, arr = self.drift.to_state()
             put("drift", arr)
             drift = {**meta, "arrays": "drift"}
+        labelling = []
+        for i, lm in enumerate(self.labelling.values()):
+            meta, arr = lm.to_state()
+            put(f"label{i}", arr)
+            labelling.append({**meta, "arrays": f"label{i}"})
         doc = {"tool": "descluster", "format": MODEL_FORMAT, "versions": self.versions, "seed": self.seed,
                "descriptors": self.descriptors, "spaces": spaces, "configurations": configs,
                "recommended": self.recommended, "per_descriptor": self.per_descriptor,
                "cluster_names": {str(k): v for k, v in sorted(self.cluster_names.items())},
                "outliers": outliers, "flag_rule": self.flag_rule, "drift": drift,
-               "pixels": None if self.pixels is None else self.pixels.to_state(),
+               "pixels": None if self.pixels is None else self.pixels.to_state(), "labelling": labelling,
                "arrays": MODEL_ARRAYS}
         return doc, arrays
 
@@ -589,6 +684,7 @@ class FittedModel:
                                                          predictor_from_state(e["predictor"], get(e["arrays"])))
             outliers = {d: OutlierReference.from_state(m, get(m["arrays"])) for d, m in doc["outliers"].items()}
             drift = DriftReference.from_state(doc["drift"], get(doc["drift"]["arrays"])) if doc.get("drift") else None
+            labelling = {m["task"]: LabelModel.from_state(m, get(m["arrays"])) for m in doc.get("labelling", [])}
         except (KeyError, TypeError) as exc:
             raise CaseError(f"{f}: the model is incomplete ({type(exc).__name__}: {exc})") from exc
         return cls(descriptors={k: int(v) for k, v in doc["descriptors"].items()}, spaces=spaces,
@@ -597,6 +693,7 @@ class FittedModel:
                    cluster_names={int(k): v for k, v in doc.get("cluster_names", {}).items()}, outliers=outliers,
                    flag_rule=dict(doc.get("flag_rule", {})), drift=drift, seed=int(doc.get("seed", 0)),
                    pixels=PixelReference.from_state(doc["pixels"]) if doc.get("pixels") else None,
+                   labelling=labelling,
                    versions=dict(doc.get("versions", {})))
 
     def __eq__(self, other: object) -> bool:
@@ -605,6 +702,59 @@ class FittedModel:
         a, b = self.to_state(), other.to_state()
         return (json.dumps(a[0], sort_keys=True, default=json_default) == json.dumps(b[0], sort_keys=True, default=json_default)
                 and a[1].keys() == b[1].keys() and all(np.array_equal(a[1][k], b[1][k]) for k in a[1]))
+
+    def with_labelling(self, results: str | os.PathLike, case=None) -> "FittedModel":
+        """A copy with a :class:`LabelModel` per task of the results folder's labelling session.
+
+        Parameters
+        ----------
+        results : str or PathLike
+            The ``descluster run`` folder holding ``labels.sqlite`` (the session's decisions).
+        case : Case, optional
+            The study's case (default: loaded from the folder's ``manifest.json``); its rows
+            are mapped through this model's spaces, so new images are read the same way.
+
+        Returns
+        -------
+        FittedModel
+            Tasks with fewer than two answered classes are left out.
+
+        Raises
+        ------
+        CaseError
+            No labelling session there, or the case's paths differ from the study's.
+        """
+        from dataclasses import replace
+
+        from .labelling.session import DB_NAME, Session
+
+        results = Path(results)
+        if not (results / DB_NAME).is_file():
+            raise CaseError(f"{results}: no labelling session ({DB_NAME}); `descluster serve` or the Session API make one")
+        session = Session(results)
+        try:
+            states = session.replay()
+            if case is None:
+                from .case import load_case
+
+                case = load_case(session.results.manifest["case"]["root"])
+            if list(case.paths) != list(session.results.paths):
+                raise CaseError(f"{results}: the case's {len(case.paths):,} paths are not the study's "
+                                f"{len(session.results.paths):,} in order")
+            rec_space = self.configurations[self.recommended].space
+            models: dict[str, LabelModel] = {}
+            for task, st in states.items():
+                if np.unique(st.label[st.labelled]).size < 2:
+                    continue
+                key, note = (st.space or session.results.recommended), ""
+                if key not in self.spaces:
+                    note = f"the task's space {key} is not in the model; fitted in {rec_space}"
+                    key = rec_space
+                X = self.space_rows(case.descriptors, keys=[key])[key]
+                models[task] = LabelModel.fit(task, key, st.classes, X, st.label, note)
+        finally:
+            session.close()
+        return replace(self, labelling=models)
 
     # -- applying ------------------------------------------------------------------
     def space_rows(self, descriptors: dict[str, np.ndarray], keys=None) -> dict[str, np.ndarray]:
@@ -673,6 +823,10 @@ class FittedModel:
         for d, key in sorted(self.per_descriptor.items()):
             c = self.configurations[key]
             table[f"cluster_{d}"] = c.predictor.predict(rows[c.space])
+        for task, lm in self.labelling.items():
+            names_, conf_ = lm.predict(rows[lm.space])
+            table[f"label_{task}"] = names_
+            table[f"label_{task}_confidence"] = np.round(conf_, 6)
         steps.update(1)
         flags, n_flags, reasons = self._outliers(rows, table)
         steps.update(1)

@@ -54,7 +54,8 @@ from .spaces import KnnGraph
 
 __all__ = ["Propagation", "LogisticPropagation", "GraphLabelSpreading", "KNNVotePropagation",
            "SmoothedLogisticPropagation", "PROPAGATIONS", "make_propagation", "graph_operator",
-           "isotropic_scale", "isotropic_params", "GraphOperator", "choose_space", "SpaceChoice"]
+           "isotropic_scale", "isotropic_params", "GraphOperator", "choose_space", "SpaceChoice",
+           "logistic_weights", "logistic_proba"]
 
 
 def isotropic_params(X: np.ndarray, chunk_rows: int = 65536) -> tuple[np.ndarray, float]:
@@ -228,6 +229,61 @@ class Propagation(BaseEstimator):
         return P
 
 
+def logistic_weights(model, mean: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Weights on the unscaled rows of a ``LogisticRegression`` fitted on ``(X - mean) / scale``.
+
+    ``logits = X W + b`` with ``W = coef' / scale`` and ``b = intercept - mean W``, so every row
+    is predicted without a scaled copy of ``X``.
+
+    Parameters
+    ----------
+    model : sklearn.linear_model.LogisticRegression
+        Fitted; ``coef_`` of shape (n_fitted_classes or 1, d).
+    mean : ndarray of shape (d,), float32
+    scale : float
+
+    Returns
+    -------
+    W : ndarray of shape (d, n_fitted_classes or 1), float32
+    b : ndarray of shape (n_fitted_classes or 1,), float32
+    """
+    W = (model.coef_.T / scale).astype(np.float32)
+    b = (model.intercept_ - mean @ W).astype(np.float32)
+    return W, b
+
+
+def logistic_proba(X: np.ndarray, W: np.ndarray, b: np.ndarray, classes: np.ndarray, n_classes: int,
+                   chunk_rows: int = 65536) -> np.ndarray:
+    """Class probabilities (softmax of ``X W + b``) of every row, in chunks.
+
+    A single column (scikit-learn's binary decision function ``z``) is the two-class
+    softmax of ``(-z/2, z/2)``, i.e. the logistic sigmoid of ``z``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, d)
+    W, b : from :func:`logistic_weights`
+    classes : ndarray of int, the class index of each fitted column (``model.classes_``)
+    n_classes : int
+        Columns of the result; classes never labelled get probability 0.
+
+    Returns
+    -------
+    ndarray of shape (n, n_classes), float32
+    """
+    n = X.shape[0]
+    P = np.zeros((n, n_classes), np.float32)
+    for s in range(0, n, chunk_rows):
+        Z = np.asarray(X[s : s + chunk_rows], np.float32) @ W + b
+        if Z.shape[1] == 1:
+            Z = np.hstack([-Z, Z]) / 2
+        Z -= Z.max(axis=1, keepdims=True)
+        np.exp(Z, out=Z)
+        Z /= Z.sum(axis=1, keepdims=True)
+        P[s : s + chunk_rows][:, classes] = Z
+    return P
+
+
 class LogisticPropagation(Propagation):
     """Multinomial logistic regression on the isotropically scaled space (see module docstring).
 
@@ -268,18 +324,8 @@ class LogisticPropagation(Propagation):
             warnings.simplefilter("always", ConvergenceWarning)
             model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
                 (np.asarray(X[lab], np.float32) - mean) / np.float32(scale), y[lab])
-        # predict every row without a scaled copy of X: logits = X W'/s + (b - mean W'/s)
-        W = (model.coef_.T / scale).astype(np.float32)
-        b = (model.intercept_ - mean @ W).astype(np.float32)
-        P = np.zeros((n, n_classes), np.float32)
-        for s in range(0, n, 65536):
-            Z = np.asarray(X[s : s + 65536], np.float32) @ W + b
-            if Z.shape[1] == 1:  # binary: scikit-learn's single decision function
-                Z = np.hstack([-Z, Z]) / 2
-            Z -= Z.max(axis=1, keepdims=True)
-            np.exp(Z, out=Z)
-            Z /= Z.sum(axis=1, keepdims=True)
-            P[s : s + 65536][:, model.classes_] = Z
+        W, b = logistic_weights(model, mean, scale)
+        P = logistic_proba(X, W, b, model.classes_, n_classes)
         self.model_ = model
         note = " (L-BFGS stopped at max_iter)" if any(issubclass(w.category, ConvergenceWarning) for w in caught) else ""
         return P, (f"LogisticRegression(C={self.C:g}) on {lab.size:,} labelled rows × {X.shape[1]} dims, "
