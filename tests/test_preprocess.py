@@ -246,3 +246,14 @@ def test_blas_info_reports_numpy_blas():
 
     info = blas_info()
     assert any(lib["user_api"] == "blas" and lib["num_threads"] >= 1 for lib in info)
+
+
+def test_mixture_key_names_each_block_scaler_so_it_can_be_read_back():
+    """A mixture's key keeps one preprocessing per block unless all share one (the labelling engine and
+    the console parse it); 'none+l2' for three blocks was ambiguous."""
+    parts = [SpaceId.single("colour", "none"), SpaceId.single("eff", "l2"), SpaceId.single("mob", "none")]
+    assert SpaceId.mixture(parts).key == "mix:colour+eff+mob/none+l2+none"
+    same = [SpaceId.single("a", "l2"), SpaceId.single("b", "l2")]
+    assert SpaceId.mixture(same).key == "mix:a+b/l2"
+    names, preps = SpaceId.mixture(parts).key[4:].split("/")
+    assert len(names.split("+")) == len(preps.split("+"))

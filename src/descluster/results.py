@@ -69,8 +69,10 @@ class SpaceId:
         parts = tuple(parts)
         if not parts or any(p.is_mixture for p in parts):
             raise ParameterError(f"a mixture needs one or more single spaces; got {[p.key for p in parts]}")
+        preps = [p.preprocessing for p in parts]
+        # one name when every part shares it, else one per part (in order), so the key can be read back
         return cls("mix:" + "+".join(p.descriptor for p in parts),
-                   "+".join(dict.fromkeys(p.preprocessing for p in parts)), parts,
+                   preps[0] if len(set(preps)) == 1 else "+".join(preps), parts,
                    stable_hash([p.fingerprint for p in parts]))
 
     @property
