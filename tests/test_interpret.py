@@ -150,3 +150,31 @@ def test_unknown_key():
     with pytest.raises(ParameterError, match="key='nope'"):
         cluster_facts(_result(), key="nope")
     assert describe({"cluster": 0}) == "Vehicles."
+
+
+def test_cluster_colour_comes_from_the_object_pixels_not_a_count_of_names():
+    from descluster.outliers.pixels import PALETTE_SHARE_COLUMNS
+    from descluster.palette import COLOUR_NAMES
+
+    # cluster 0: grey loads whose shade tips 6 of 10 images to "black" (black 0.52 each), while the pooled
+    # palette has black 0.448 and neutrals 0.504 and a lit face at L* 86: silver, not black.
+    # cluster 1: black cars, black 0.8 of every palette.
+    labels = np.array([0] * 10 + [1] * 5)
+    rows = [dict(black=0.52, grey=0.3, silver=0.1, brown=0.08)] * 6 + [dict(black=0.34, grey=0.35, silver=0.2,
+                                                                           white=0.11)] * 4
+    rows += [dict(black=0.8, grey=0.2)] * 5
+    pal = pd.DataFrame([[r.get(n, 0.0) for n in COLOUR_NAMES] for r in rows], columns=PALETTE_SHARE_COLUMNS)
+    quality = pd.concat([pd.DataFrame({"colour": ["black"] * 6 + ["grey"] * 4 + ["black"] * 5,
+                                       "colour_lit_lightness": [86.0] * 10 + [60.0] * 5,
+                                       "mean_luminance": 150.0}), pal], axis=1)
+    imagenet = pd.DataFrame({"top1_class": "trailer truck", "vehicle_share": [0.9] * 15})
+    facts = cluster_facts(_run(labels, quality, imagenet)).set_index("cluster")
+    assert facts.loc[0, "colour"] == "silver" and facts.loc[0, "colour_basis"] == "object pixels"
+    assert facts.loc[0, "palette_black"] == pytest.approx(0.448)
+    assert facts.loc[0, "colour_share"] == pytest.approx(0.504)  # white + silver + grey
+    assert facts.loc[0, "description"].startswith(
+        "Mostly silver vehicles (white, silver and grey 50% of the object pixels, lit face L* 86; images named "
+        "black 60%, grey 40%)")
+    assert "black" not in facts.loc[0, "description"].split(";")[0]
+    assert facts.loc[1, "description"].startswith("Mostly black vehicles (black 80% of the object pixels; images "
+                                                  "named black 100%)")

@@ -69,8 +69,28 @@ def test_pixel_rules_flag_alone_no_vehicle_is_advisory():
     assert t.loc[5, "reason"].startswith("unreadable:")
     assert t.loc[0, "reason"] == "no vehicle: 3%" and t.loc[0, "flagged_by"] == "pixel:no-vehicle"
     flagged = set(np.flatnonzero(t["flagged"]))
-    assert flagged == {3, 4, 5, 300, 301, 302, 303, 304}  # no vehicle is advisory
+    # no vehicle is advisory; the far points 300..304 show a vehicle (share 0.9): rare vehicles, not junk
+    assert flagged == {3, 4, 5}
     assert "pixel_dark" in t.columns
+    assert "vehicle share is under 0.5" in find_outliers(spaces, paths, quality=quality, imagenet=imagenet,
+                                                         progress=False).flag_rule
+
+
+def test_vehicle_evidence_vetoes_descriptor_agreement_and_its_absence_needs_two_kinds():
+    spaces, paths = _spaces(3)
+    n = len(paths)
+    share = np.full(n, 0.9)
+    share[300:302] = 0.9  # far in both kinds, a vehicle: a rare vehicle
+    share[302:305] = 0.01  # far in both kinds, no vehicle (under the uniform-head share 0.05): junk
+    share[0] = 0.01  # no vehicle, but not far in any kind: ImageNet alone does not flag
+    imagenet = pd.DataFrame({"path": paths, "vehicle_share": share})
+    rep = find_outliers(spaces, paths, imagenet=imagenet, progress=False)
+    assert set(np.flatnonzero(rep.table["flagged"])) == {302, 303, 304}
+    assert "2 held back" in rep.flag_rule and "under 0.05" in rep.flag_rule
+    rep = find_outliers(spaces, paths, imagenet=imagenet, progress=False, vehicle_veto=None)
+    assert set(np.flatnonzero(rep.table["flagged"])) == {300, 301, 302, 303, 304}
+    with pytest.raises(ParameterError, match="vehicle_veto"):
+        find_outliers(spaces, paths, imagenet=imagenet, progress=False, vehicle_veto=1.5)
 
 
 def test_rows_mismatch_is_named():

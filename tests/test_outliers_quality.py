@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from descluster.errors import ParameterError
 from descluster.io.images import ImageSource
@@ -58,8 +58,17 @@ def folder(tmp_path_factory):
     Image.fromarray(night.astype(np.uint8)).save(root / "night.png")
     hidden = np.asarray(_noise_image(11), dtype=np.float64) * 0.08  # the object is lost in darkness
     Image.fromarray(hidden.astype(np.uint8)).save(root / "hidden.png")
+    _noise_image(12).filter(ImageFilter.GaussianBlur(3)).save(root / "blurred.png")
+    lifted = np.asarray(_noise_image(13), dtype=np.float64) * 3.5 + 80  # over-exposed: shadows lifted, most clipped
+    Image.fromarray(np.clip(lifted, 0, 255).astype(np.uint8)).save(root / "lifted.png")
+    # a white car on a white studio backdrop: most of the centre clipped, but tyres and glass stay dark
+    _car_on(Image.new("RGB", (64, 64), (255, 255, 255)), (255, 255, 255)).save(root / "studio_white.png")
+    panel = np.asarray(_noise_image(14)).copy()
+    panel[14:50, 14:50] = (170, 40, 40)  # a red truck's plain side panel fills the centre; the frame has detail
+    Image.fromarray(panel).save(root / "panel.png")
     names += ["white.png", "black.png", "empty.jpg", "half.jpg", "rgba.png", "cmyk.jpg", "i16.png", "grey.png",
-              "grey_rgb.jpg", "copy.png", "grey_car.png", "studio.png", "night.png", "hidden.png"]
+              "grey_rgb.jpg", "copy.png", "grey_car.png", "studio.png", "night.png", "hidden.png", "blurred.png",
+              "lifted.png", "studio_white.png", "panel.png"]
     return root, names
 
 
@@ -111,29 +120,57 @@ def test_known_facts(table):
 
 
 def test_rules_flag_with_reasons_and_thresholds(table):
-    v = quality_flags(table, max_share=0.2)  # 5 of the 42 readable frames have equal channels
+    v = quality_flags(table, max_share=0.2)  # 5 of the 46 readable frames have equal channels
     reason = dict(zip(table["path"], v.reasons))
     assert reason["white.png"].startswith("over-exposed: 100% of the object clipped")
     assert "low information: entropy 0.0 bits" in reason["black.png"]
     assert reason["hidden.png"].startswith("dark, object hidden")
     assert reason["empty.jpg"].startswith("unreadable:")
     assert "grey-scale frame (equal channels)" in reason["grey.png"] and "grey-scale" in reason["grey_rgb.jpg"]
-    for name in ["grey_car.png", "studio.png", "night.png"] + [f"ok{i}.png" for i in range(30)]:
-        assert reason[name] == "", name  # a grey car, a studio shot, a night frame with detail: not defects
+    assert reason["blurred.png"].startswith("blurred: blur effect")
+    assert reason["lifted.png"].startswith("over-exposed:")
+    for name in ["grey_car.png", "studio.png", "night.png", "studio_white.png", "panel.png"] + \
+            [f"ok{i}.png" for i in range(30)]:
+        assert reason[name] == "", name  # a grey car, studio shots, a night frame with detail, a plain panel
     notes = dict(zip(table["path"], v.notes))
     assert notes["copy.png"] == "exact duplicate of ok0.png"
     assert v.exact_group[0] == v.exact_group[table["path"].tolist().index("copy.png")] >= 0
     assert set(v.thresholds) >= {"over-exposed", "dark", "blurred", "unreadable", "property:night", "colour:levels"}
-    assert "object_p95_luminance <= 42" in v.thresholds["dark"] and "of 42 flagged" in v.thresholds["dark"]
-    assert "robust z of log below -3.5" in v.thresholds["blurred"] and "under 0.25 × the median" in v.thresholds["blurred"]
+    assert "object_p95_luminance <= 42" in v.thresholds["dark"] and "of 46 flagged" in v.thresholds["dark"]
+    assert v.thresholds["blurred"].startswith("pixel:blurred: blur_effect >= 0.5 (robust z above +3.5")
+    assert "unclipped_p5_luminance >= 118" in v.thresholds["over-exposed"]
+    assert "entropy <= 4 (the whole frame too)" in v.thresholds["low-information"]
     assert "night-like" in v.thresholds["property:night"]
 
 
 def test_a_rule_that_would_flag_too_many_says_so(table):
-    v = quality_flags(table, max_share=0.05)  # 5 grey-scale frames of 42 readable (12%) > 5%
+    v = quality_flags(table, max_share=0.05)  # 5 grey-scale frames of 46 readable (11%) > 5%
     assert "greyscale" in v.held_back and not v.flags["greyscale"].any()
-    assert "would flag 5 of 42 readable images (12%), more than 5%" in v.thresholds["greyscale"]
+    assert "would flag 5 of 46 readable images (11%), more than 5%" in v.thresholds["greyscale"]
     assert "property of this collection, not flagged" in v.thresholds["greyscale"]
+
+
+def test_blur_and_exposure_facts_are_relative_to_the_image_itself(table):
+    t = table.set_index("path")
+    # blur effect: the image against a re-blurred copy of itself (0 sharp .. 1 blurred)
+    assert t.loc["blurred.png", "blur_effect"] > 0.5 > t.loc[[f"ok{i}.png" for i in range(30)], "blur_effect"].max()
+    assert t.loc["panel.png", "blur_effect"] < 0.5  # a plain panel with sharp edges is not blurred
+    assert np.isnan(t.loc["white.png", "blur_effect"])  # a flat frame has no detail to judge
+    # the studio car is mostly clipped in the centre, but its darkest kept tones are dark; the lifted frame's are not
+    assert t.loc["studio_white.png", "object_saturated_share"] > 0.5
+    assert t.loc["studio_white.png", "unclipped_p5_luminance"] < 60 < 118 < t.loc["lifted.png", "unclipped_p5_luminance"]
+    # a plain panel: low entropy in the centre, but the frame carries information
+    assert t.loc["panel.png", "object_entropy"] < 4 < t.loc["panel.png", "entropy"]
+
+
+def test_palette_shares_are_stored_and_sum_to_one(table):
+    from descluster.outliers.pixels import PALETTE_SHARE_COLUMNS
+
+    t = table.set_index("path")
+    shares = t.loc[t["readable"], PALETTE_SHARE_COLUMNS].to_numpy(dtype=float)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0, atol=1e-9)
+    assert t.loc["black.png", "palette_black"] == pytest.approx(1.0)
+    assert t.loc["studio.png", "palette_red"] > 0.5 and t.loc["grey_car.png", "colour_lit_lightness"] > 40
 
 
 def test_no_vehicle_rule_is_relative_and_absolute(table):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from descluster.errors import ParameterError
-from descluster.palette import (COLOUR_NAMES, colour_name, name_object, pixel_name_index, prototypes,
-                                weighted_quantile)
+from descluster.palette import (COLOUR_NAMES, colour_name, lit_lightness, name_from_shares, name_object,
+                                palette_shares, pixel_name_index, prototypes, weighted_quantile)
 
 
 def test_thirteen_names_and_survey_references():
@@ -72,3 +72,38 @@ def test_bad_input_and_weighted_quantile():
     assert name_object(np.zeros((3, 3), np.uint8), np.zeros(3)) == ("", 0.0, "", 0.0)
     assert weighted_quantile(np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0, 1.0]), 0.5) == 3.0
     assert weighted_quantile(np.array([1.0, 2.0, 3.0, 4.0]), np.ones(4), 0.5) == 2.0
+
+
+def _shares(**kw):
+    return np.array([kw.get(n, 0.0) for n in COLOUR_NAMES])
+
+
+def test_palette_shares_known_answer():
+    px = np.array([(20, 20, 22)] * 30 + [(245, 245, 245)] * 50 + [(200, 30, 30)] * 20, dtype=np.uint8)
+    m = palette_shares(px, np.ones(100))
+    assert m.sum() == pytest.approx(1.0)
+    assert (m[COLOUR_NAMES.index("black")], m[COLOUR_NAMES.index("white")], m[COLOUR_NAMES.index("red")]) == \
+        pytest.approx((0.3, 0.5, 0.2))
+    assert not palette_shares(px, np.zeros(100)).any()
+    assert lit_lightness(px, np.ones(100)) == pytest.approx(96.5, abs=0.5)  # the lit face: the white body (L* of 245)
+    assert np.isnan(lit_lightness(px[:30], np.ones(30)))  # all black
+
+
+def test_name_from_shares_black_only_with_half_the_pixels():
+    # grey loads under shade: black 44% (tyres, glass, shadow), neutrals 41% -> a neutral, named by the lit face
+    m = _shares(black=0.44, grey=0.24, silver=0.11, white=0.06, brown=0.08, beige=0.04, red=0.03)
+    assert name_from_shares(m, 88.0)[0] == "silver" and name_from_shares(m, 60.0)[0] == "grey"
+    assert name_from_shares(m, 97.0)[:2] == ("white", pytest.approx(0.41))
+    assert name_from_shares(_shares(black=0.62, grey=0.3, white=0.08), 70.0)[:2] == ("black", pytest.approx(0.62))
+    assert name_from_shares(_shares(pink=0.6, grey=0.4), 80.0)[0] == "pink"
+    assert name_from_shares(_shares(grey=0.3, silver=0.5), float("nan"))[0] == "silver"  # no lit face: largest
+    assert name_from_shares(np.zeros(len(COLOUR_NAMES)), 50.0) == ("", 0.0, "", 0.0)
+    with pytest.raises(ParameterError, match="one per colour name"):
+        name_from_shares(np.ones(3), 50.0)
+
+
+def test_name_object_is_name_from_shares_of_its_pixels():
+    rng = np.random.default_rng(1)
+    px = rng.integers(0, 256, size=(200, 3)).astype(np.uint8)
+    w = rng.uniform(0, 1, 200)
+    assert name_object(px, w) == name_from_shares(palette_shares(px, w), lit_lightness(px, w))

@@ -255,7 +255,8 @@ class OutliersSection(_Section):
         The flag rule: descriptor detectors must flag the image in at least this many descriptor kinds
         (None: in every kind; :func:`descluster.outliers.consensus.find_outliers`).
     no_vehicle_kinds : int or None
-        Kinds that must also flag an image the no-vehicle rule fires on (see ``find_outliers``).
+        Kinds that must also flag an image whose ImageNet vehicle share is under the uniform-head share
+        (0.05; see ``find_outliers``); None: off.
     max_pixel_share : float
         A pixel rule that would flag more than this share of the collection says so instead.
     advisory : tuple of str
@@ -269,7 +270,7 @@ class OutliersSection(_Section):
     detectors: tuple[str, ...] = ("knn", "lof", "iforest")
     n_neighbors: int = 20
     min_descriptor_kinds: int | None = None
-    no_vehicle_kinds: int | None = 1
+    no_vehicle_kinds: int | None = 2
     max_pixel_share: float = 0.10
     advisory: tuple[str, ...] = field(default_factory=lambda: tuple(ADVISORY_RULES))
     neighbour_index: str = "auto"

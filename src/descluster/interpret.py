@@ -3,11 +3,18 @@
 The draft is a starting point for the person naming the cluster, built only
 from facts that are computed here and shown beside it:
 
-- the **object colour** of its images (``quality.colour``: the vehicle's colour
-  named by :func:`descluster.palette.name_object`, weighted to the centre of the
-  crop, after the camera levels; see :mod:`descluster.outliers.pixels`), always
-  the majority colour first; or, when the pixel table is absent and images are
-  given, the same naming on a sample of thumbnails (:func:`sample_colours`);
+- the **object colour** of the cluster, named from the object pixels' palette:
+  the mean over its images of their palette shares (``quality.palette_<name>``:
+  the weight share of each colour name among the object's pixels, weighted to the
+  object and after the camera levels; see :mod:`descluster.outliers.pixels`) and
+  the median lit-face lightness (``quality.colour_lit_lightness``), named by the
+  same rule as one image (:func:`descluster.palette.name_from_shares`: black only
+  when black holds half of the pixels -- tyres, glass and shade are black on every
+  vehicle, so a count of images whose shadows tip them to "black" does not make a
+  cluster of grey loads black). The shares of the images' own names follow
+  ("images named ..."). Pixel tables without the palette columns fall back to the
+  majority of the images' names (``quality.colour``); with no pixel table but
+  images, the names of a sample of thumbnails (:func:`sample_colours`);
 - the **light** (``quality.mean_luminance``, ITU-R BT.601 luma 0–255): ``>= 110``
   "bright daylight", ``>= 60`` "dim light" (60 is
   :data:`descluster.outliers.quality.NIGHT_LUMA`), else "night-like";
@@ -45,6 +52,8 @@ from .outliers.groups import top_folder
 from .outliers.pixels import OBJECT_SIZE, colour_facts
 from .outliers.quality import NIGHT_LUMA
 from .outliers.vehicle import LowVehicleEvidence
+from .outliers.pixels import PALETTE_SHARE_COLUMNS
+from .palette import COLOUR_NAMES, NEUTRAL_NAMES, name_from_shares
 from .palette import colour_name  # noqa: F401  (re-exported: the palette's one naming function)
 from .results import RunResult
 
@@ -261,7 +270,10 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
         One row per cluster id (sorted; ``-1`` = noise), columns:
         ``cluster`` (int), ``size`` (int), ``share`` (float, of all images),
         ``description`` (str, the automatic draft), ``colour``/``colour_share``
-        (majority colour and its share), ``colours`` (top colours, text),
+        (the cluster's colour and the share that decided it: from the object pixels'
+        palette when the pixel table has it, ``colour_basis`` = "object pixels", with
+        ``colour_lit_lightness`` and the mean ``palette_<name>`` shares; else the
+        majority of the images' names), ``colours`` (the images' top names, text),
         ``luminance`` (mean luma 0–255), ``light`` (cue), ``imagenet``
         (top classes, text), ``imagenet_top``/``imagenet_top_share``,
         ``vehicle_share`` (mean), ``vehicle_median`` (median), ``no_vehicle``
@@ -300,6 +312,11 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
     colours = quality[colour_col].astype(object) if colour_col else None
     if colours is None and images is not None:
         colours = sample_colours(images, result.paths, labels, colour_sample).reindex(range(n))
+    palette = None
+    if set(PALETTE_SHARE_COLUMNS) <= set(quality.columns):
+        palette = quality[PALETTE_SHARE_COLUMNS].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+        lit_all = (pd.to_numeric(quality["colour_lit_lightness"], errors="coerce").to_numpy(dtype=np.float64)
+                   if "colour_lit_lightness" in quality else np.full(n, np.nan))
     luma_col = next((c for c in LUMA_COLUMNS if c in quality), None)
     luma = quality[luma_col].astype(float) if luma_col else None
     if luma is not None and luma.max() <= 1.0:  # a 0–1 scale: bring to 0–255
@@ -321,6 +338,17 @@ def cluster_facts(result: RunResult, key: str | None = None, images=None,
             top = _top_shares(colours.iloc[idx], 3)
             row["colour"], row["colour_share"] = top[0] if top else ("", np.nan)
             row["colours"] = ", ".join(f"{k} {_pct(v)}" for k, v in top)
+        if palette is not None:
+            rows_ok = palette[idx][np.isfinite(palette[idx]).all(axis=1)]
+            if len(rows_ok):
+                mean = rows_ok.mean(axis=0)
+                lit_c = lit_all[idx]
+                lit_c = float(np.median(lit_c[np.isfinite(lit_c)])) if np.isfinite(lit_c).any() else float("nan")
+                name, share, _, _ = name_from_shares(mean, lit_c)
+                row["colour"], row["colour_share"], row["colour_basis"] = name, share, "object pixels"
+                row["colour_lit_lightness"] = lit_c
+                for cname, v in zip(COLOUR_NAMES, mean):
+                    row[f"palette_{cname}"] = float(v)
         if luma is not None:
             row["luminance"] = float(luma.iloc[idx].mean())
             row["light"] = light_cue(row["luminance"])
@@ -383,10 +411,20 @@ def describe(facts: dict, label_columns: list[str] = ()) -> str:
     no_vehicle = bool(facts.get("no_vehicle", False))
     thing = "images" if no_vehicle else "vehicles"
     colour, cshare = facts.get("colour"), facts.get("colour_share", np.nan)
+    detail = facts.get("colours") or ""
+    if colour and facts.get("colour_basis") == "object pixels":
+        if colour in NEUTRAL_NAMES and colour != "black":
+            basis = f"white, silver and grey {_pct(cshare)} of the object pixels"
+            lit = facts.get("colour_lit_lightness", np.nan)
+            if lit == lit:
+                basis += f", lit face L* {lit:.0f}"
+        else:
+            basis = f"{colour} {_pct(cshare)} of the object pixels"
+        detail = basis + (f"; images named {detail}" if detail else "")
     if colour and cshare == cshare and cshare >= DOMINANT_SHARE:
-        subject = f"mostly {colour} {thing} ({facts['colours']})"
+        subject = f"mostly {colour} {thing} ({detail})"
     elif colour:
-        subject = f"{thing} of mixed colours, most often {colour} ({facts['colours']})"
+        subject = f"{thing} of mixed colours, most often {colour} ({detail})"
     else:
         subject = thing
     if no_vehicle:

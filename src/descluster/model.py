@@ -294,7 +294,7 @@ class PixelReference:
             if rule.name not in self.cuts:
                 continue
             v = pd.to_numeric(table[rule.column], errors="coerce").to_numpy(dtype=np.float64)
-            f = rule.fires(v, readable, self.cuts[rule.name])
+            f = rule.fires(table, readable, self.cuts[rule.name])
             cols.append((f, [rule.reason.format(v=v[i]) if f[i] else "" for i in range(n)]))
         if self.unusual_size:
             cols.append(unusual_size(table, readable))

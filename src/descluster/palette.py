@@ -194,19 +194,130 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 LIT_QUANTILE = 0.95
 
 
+def palette_shares(rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weight share of every colour name among pixels (the object's palette).
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (n, 3), uint8
+        Pixels (already corrected for the camera's levels, if any).
+    weights : ndarray of shape (n,), float
+        Non-negative weights (e.g. the object weights).
+
+    Returns
+    -------
+    ndarray of shape (len(COLOUR_NAMES),), float64
+        Share of the weight named by each of :data:`COLOUR_NAMES` (sums to 1; all 0
+        when the weights sum to 0).
+
+    Raises
+    ------
+    ParameterError
+        If ``weights`` and ``rgb`` disagree in length.
+    """
+    rgb = np.asarray(rgb).reshape(-1, 3)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if w.size != rgb.shape[0]:
+        raise ParameterError(f"weights has {w.size} entries but there are {rgb.shape[0]} pixels")
+    total = float(w.sum())
+    if total <= 0:
+        return np.zeros(len(COLOUR_NAMES))
+    idx = pixel_name_index(rgb).astype(np.int64)
+    return np.bincount(idx, weights=w, minlength=len(COLOUR_NAMES)) / total
+
+
+def lit_lightness(rgb: np.ndarray, weights: np.ndarray) -> float:
+    """CIE L* of the lit face: the :data:`LIT_QUANTILE` weighted percentile of the non-black pixels' L*.
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (n, 3), uint8
+    weights : ndarray of shape (n,), float
+
+    Returns
+    -------
+    float
+        0..100; NaN when every pixel is named black or the weights sum to 0.
+    """
+    rgb = np.asarray(rgb).reshape(-1, 3)
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    keep = (pixel_name_index(rgb) != COLOUR_NAMES.index("black")) & (w > 0)
+    if not keep.any():
+        return float("nan")
+    return weighted_quantile(rgb_to_lab(rgb[keep].astype(np.float64))[:, 0], w[keep], LIT_QUANTILE)
+
+
+def name_from_shares(shares: np.ndarray, lit: float) -> tuple[str, float, str, float]:
+    """The colour name from a palette (:func:`palette_shares`) and a lit-face lightness (:func:`lit_lightness`).
+
+    Every vehicle shows dark glass, tyres and shadow, and its shaded faces look
+    darker than its paint, so the name is decided in three steps:
+
+    1. **black** when black holds at least half of the palette;
+    2. else the largest **hue name** when hue names together outweigh
+       white + silver + grey;
+    3. else the **neutral** (white, silver or grey) whose reference lightness L* is
+       nearest to ``lit`` (the lit face of the object).
+
+    The same rule names one image (:func:`name_object`) and a group of images (a
+    cluster: the mean palette of its images and the median lit lightness;
+    :mod:`descluster.interpret`).
+
+    Parameters
+    ----------
+    shares : ndarray of shape (len(COLOUR_NAMES),), float
+        Palette shares (non-negative; normalised here).
+    lit : float
+        L* of the lit face (0..100); NaN picks the neutral with the largest share.
+
+    Returns
+    -------
+    name : str
+        One of :data:`COLOUR_NAMES`, "" when the shares are all 0.
+    share : float
+        Share that decided it: black (1), the hue (2), or white + silver + grey (3).
+    runner_up : str
+        The name with the largest share among the others ("" if none).
+    runner_up_share : float
+
+    Raises
+    ------
+    ParameterError
+        If ``shares`` has the wrong length.
+    """
+    mass = np.asarray(shares, dtype=np.float64).ravel()
+    if mass.size != len(COLOUR_NAMES):
+        raise ParameterError(f"shares has {mass.size} entries; need one per colour name ({len(COLOUR_NAMES)})")
+    total = float(np.nansum(mass))
+    if total <= 0:
+        return "", 0.0, "", 0.0
+    mass = np.nan_to_num(mass) / total
+    black = COLOUR_NAMES.index("black")
+    neutral = [COLOUR_NAMES.index(n) for n in ("white", "silver", "grey")]
+    hues = [i for i, n in enumerate(COLOUR_NAMES) if n not in NEUTRAL_NAMES]
+    if mass[black] >= 0.5:
+        chosen, share = black, float(mass[black])
+    elif mass[hues].sum() > mass[neutral].sum():
+        chosen = hues[int(np.argmax(mass[hues]))]
+        share = float(mass[chosen])
+    else:
+        if lit == lit:  # not NaN
+            ref = {i: float(rgb_to_lab(np.array(_neutral_rgb(COLOUR_NAMES[i]), dtype=np.float64))[0]) for i in neutral}
+            chosen = min(neutral, key=lambda i: abs(ref[i] - lit))
+        else:
+            chosen = neutral[int(np.argmax(mass[neutral]))]
+        share = float(mass[neutral].sum())
+    rest = [i for i in np.argsort(-mass, kind="stable") if i != chosen and mass[i] > 0]
+    if not rest:
+        return COLOUR_NAMES[chosen], share, "", 0.0
+    return COLOUR_NAMES[chosen], share, COLOUR_NAMES[rest[0]], float(mass[rest[0]])
+
+
 def name_object(rgb: np.ndarray, weights: np.ndarray) -> tuple[str, float, str, float]:
     """The colour name of an object from its pixels and their weights.
 
-    Every vehicle shows dark glass, tyres and shadow, and its shaded faces look
-    darker than its paint, so the name is decided in three steps over the
-    weighted pixel names (:func:`pixel_name_index`):
-
-    1. **black** when black pixels hold at least half of the weight;
-    2. else the most weighted **hue name** when hue names together outweigh
-       white + silver + grey;
-    3. else the **neutral** (white, silver or grey) whose reference lightness L* is
-       nearest to the :data:`LIT_QUANTILE` (95th) weighted percentile of the
-       non-black pixels' L* (the lit face of the object).
+    :func:`name_from_shares` of the pixels' :func:`palette_shares` and
+    :func:`lit_lightness` (see there for the three steps).
 
     Parameters
     ----------
@@ -217,42 +328,19 @@ def name_object(rgb: np.ndarray, weights: np.ndarray) -> tuple[str, float, str, 
 
     Returns
     -------
-    name : str
-        One of :data:`COLOUR_NAMES`.
-    share : float
-        Weight share that decided it: the black share (1), the hue's share (2), or the
-        white + silver + grey share (3).
-    runner_up : str
-        The name with the most weight among the others ("" if none).
-    runner_up_share : float
+    name, share, runner_up, runner_up_share
+        As :func:`name_from_shares`.
+
+    Raises
+    ------
+    ParameterError
+        If ``weights`` and ``rgb`` disagree in length.
     """
-    rgb = np.asarray(rgb).reshape(-1, 3)
-    w = np.asarray(weights, dtype=np.float64).ravel()
-    if w.size != rgb.shape[0]:
-        raise ParameterError(f"weights has {w.size} entries but there are {rgb.shape[0]} pixels")
-    total = float(w.sum())
-    if total <= 0:
+    mass = palette_shares(rgb, weights)
+    if mass.sum() <= 0:
         return "", 0.0, "", 0.0
-    idx = pixel_name_index(rgb).astype(np.int64)
-    mass = np.bincount(idx, weights=w, minlength=len(COLOUR_NAMES)) / total
-    black = COLOUR_NAMES.index("black")
-    neutral = [COLOUR_NAMES.index(n) for n in ("white", "silver", "grey")]
-    hues = [i for i, n in enumerate(COLOUR_NAMES) if n not in NEUTRAL_NAMES]
-    if mass[black] >= 0.5:
-        chosen, share = black, float(mass[black])
-    elif mass[hues].sum() > mass[neutral].sum():
-        chosen = hues[int(np.argmax(mass[hues]))]
-        share = float(mass[chosen])
-    else:
-        keep = idx != black
-        lit = weighted_quantile(rgb_to_lab(rgb[keep].astype(np.float64))[:, 0], w[keep], LIT_QUANTILE)
-        ref = {i: float(rgb_to_lab(np.array(_neutral_rgb(COLOUR_NAMES[i]), dtype=np.float64))[0]) for i in neutral}
-        chosen = min(neutral, key=lambda i: abs(ref[i] - lit))
-        share = float(mass[neutral].sum())
-    rest = [i for i in np.argsort(-mass, kind="stable") if i != chosen and mass[i] > 0]
-    if not rest:
-        return COLOUR_NAMES[chosen], share, "", 0.0
-    return COLOUR_NAMES[chosen], share, COLOUR_NAMES[rest[0]], float(mass[rest[0]])
+    lit = lit_lightness(rgb, weights) if mass[COLOUR_NAMES.index("black")] < 0.5 else float("nan")
+    return name_from_shares(mass, lit)
 
 
 def _neutral_rgb(name: str) -> tuple[int, int, int]:

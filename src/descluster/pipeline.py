@@ -438,7 +438,7 @@ def outlier_stage(case, spaces: dict[str, ReducedSpace], config: RunConfig, cach
     quality = None
     if oc.pixel_checks and case.images is not None:
         qparams = {"paths": stable_hash(list(case.paths)), "images": case.images_fingerprint,
-                   "columns": 2}  # 2: object measurements, camera levels
+                   "columns": 3}  # 2: object measurements, camera levels; 3: blur effect, kept tones, palette shares
 
         def qcompute() -> Entry:
             return Entry(tables={"quality": image_quality_table(case.images, list(case.paths), progress=progress)})

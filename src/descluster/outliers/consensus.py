@@ -30,12 +30,18 @@ Flag rule
    of the kinds given) different descriptor kinds -- any detector counts; one
    kind is not enough: each detector flags its own tail of clean images,
    detectors in the same space share that tail, and a colour-histogram kind flags
-   every rare paint colour, while agreement between descriptor kinds is evidence;
-4. or its own vehicle evidence is low (:class:`~.vehicle.LowVehicleEvidence`)
-   and a descriptor detector flags it in at least ``no_vehicle_kinds`` (default 1)
-   kind. "No vehicle" alone is advisory: it is listed in ``flagged_by`` and
-   ``reason`` and adds to the rank, because the ImageNet head is unreliable on
-   one small crop.
+   every rare paint colour, while agreement between descriptor kinds is evidence --
+   **unless the ImageNet head sees a vehicle in it** (vehicle share at least
+   ``vehicle_veto``, default 0.5: the vehicle classes outweigh all others): an
+   image that is far from the others *and* shows a vehicle is a rare vehicle (a
+   red tanker, a branded lorry), not junk; pixel rules and groups still apply;
+4. or its vehicle share is under ``no_vehicle_share`` (default
+   :data:`~.vehicle.VEHICLE_PRIOR_SHARE`, 0.05: less than a head that knows
+   nothing would give the 50 vehicle classes of 1,000) and descriptor detectors flag
+   it in at least ``no_vehicle_kinds`` (default 2, a majority of three) kinds: two
+   independent signs that it is not a vehicle. The image-level
+   :class:`~.vehicle.LowVehicleEvidence` ("no vehicle" in ``flagged_by``) stays
+   advisory: it is listed in ``flagged_by`` and ``reason`` and adds to the rank.
 
 Duplicates are reported in ``duplicate_group`` and ``reason`` but never flagged
 for being duplicates. :attr:`OutlierReport.flag_rule` states this rule with the
@@ -57,7 +63,7 @@ from .detectors import DETECTORS, DetectorResult, NeighbourGraph
 from .duplicates import merge_groups
 from .groups import GroupOutlierDetector
 from .quality import QualityVerdict, no_vehicle_flags, quality_flags
-from .vehicle import vehicle_shares
+from .vehicle import VEHICLE_PRIOR_SHARE, vehicle_shares
 
 #: Phrases for the reason column, per descriptor detector.
 PHRASES = {
@@ -125,13 +131,15 @@ def find_outliers(
     detectors: tuple[str, ...] = ("knn", "lof", "iforest"),
     n_neighbors: int = 20,
     min_descriptor_kinds: int | None = None,
-    no_vehicle_kinds: int | None = 1,
+    no_vehicle_kinds: int | None = 2,
     advisory: tuple[str, ...] = ("no-vehicle",),
     neighbour_index="auto",
     neighbour_dims="auto",
     groups: GroupOutlierDetector | None = None,
     clusters: np.ndarray | None = None,
     max_pixel_share: float = 0.10,
+    vehicle_veto: float | None = 0.5,
+    no_vehicle_share: float = VEHICLE_PRIOR_SHARE,
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
 
@@ -156,9 +164,10 @@ def find_outliers(
     min_descriptor_kinds : int or None, default None
         Descriptor kinds in which some detector must flag an image to set ``flagged``
         (capped at the number of kinds given); None = all kinds given (see module notes).
-    no_vehicle_kinds : int or None, default 1
-        An image without vehicle evidence is flagged when detectors flag it in at least
-        this many kinds; None leaves "no vehicle" advisory only.
+    no_vehicle_kinds : int or None, default 2
+        An image whose vehicle share is under ``no_vehicle_share`` is flagged when
+        detectors flag it in at least this many kinds (capped at the number of kinds);
+        None turns this clause off.
     advisory : tuple of str, default ("no-vehicle",)
         Pixel rules that are reported (``flagged_by``, ``reason``, rank bonus) but do
         not set ``flagged`` on their own.
@@ -177,6 +186,11 @@ def find_outliers(
     max_pixel_share : float, default 0.10
         A pixel rule that would flag more than this share of the images flags none
         (:func:`~.quality.quality_flags`).
+    vehicle_veto : float or None, default 0.5
+        Descriptor agreement alone (clause 3) does not flag an image whose vehicle
+        share is at least this (a rare vehicle); None = no veto. Needs ``imagenet``.
+    no_vehicle_share : float, default :data:`~.vehicle.VEHICLE_PRIOR_SHARE`
+        Vehicle share under which clause 4 applies; in (0, 1].
 
     Returns
     -------
@@ -199,6 +213,10 @@ def find_outliers(
         raise ParameterError(f"min_descriptor_kinds={min_descriptor_kinds!r} must be None (all kinds) or an integer >= 1")
     if no_vehicle_kinds is not None and not (isinstance(no_vehicle_kinds, int) and no_vehicle_kinds >= 1):
         raise ParameterError(f"no_vehicle_kinds={no_vehicle_kinds!r} must be None or an integer >= 1")
+    if vehicle_veto is not None and not (isinstance(vehicle_veto, (int, float)) and 0 < vehicle_veto <= 1):
+        raise ParameterError(f"vehicle_veto={vehicle_veto!r} must be None or a share in (0, 1]")
+    if not (isinstance(no_vehicle_share, (int, float)) and 0 < no_vehicle_share <= 1):
+        raise ParameterError(f"no_vehicle_share={no_vehicle_share!r} must be a share in (0, 1]")
     if groups is not None and not isinstance(groups, GroupOutlierDetector):
         raise ParameterError(f"groups={groups!r} must be a GroupOutlierDetector or None")
     if clusters is not None and len(clusters) != n:
@@ -300,8 +318,13 @@ def find_outliers(
         n_kinds += F[:, (space_of == sp) & is_desc].any(axis=1)
     need_kinds = min(min_descriptor_kinds or len(desc_spaces), len(desc_spaces)) if desc_spaces else 0
     by_descriptors = (n_kinds >= need_kinds) if desc_spaces else np.zeros(n, dtype=bool)
-    no_vehicle = flag_cols.get("pixel:no-vehicle", np.zeros(n, dtype=bool))
-    by_no_vehicle = (no_vehicle & (n_kinds >= no_vehicle_kinds)) if no_vehicle_kinds is not None else np.zeros(n, bool)
+    vs = shares if shares is not None else np.full(n, np.nan)
+    shows_vehicle = np.isfinite(vs) & (vs >= vehicle_veto) if vehicle_veto is not None else np.zeros(n, bool)
+    by_descriptors &= ~shows_vehicle
+    below_prior = np.isfinite(vs) & (vs < no_vehicle_share)
+    nv_kinds = min(no_vehicle_kinds, len(desc_spaces)) if no_vehicle_kinds is not None else 0
+    by_no_vehicle = (below_prior & (n_kinds >= nv_kinds)) if (no_vehicle_kinds is not None and desc_spaces) \
+        else np.zeros(n, bool)
     flagged = any_pixel | in_group | by_descriptors | by_no_vehicle
     consensus = (np.mean(pct, axis=0) if pct else np.zeros(n)) + n_flags + (F.shape[1] + 1) * flagged
     order = np.argsort(-consensus, kind="stable")
@@ -314,7 +337,11 @@ def find_outliers(
     table["n_flags"] = n_flags.astype(np.int64)
     table["flagged_by"] = [";".join(k for k, f in zip(keys, row) if f) for row in F]
     table["duplicate_group"] = merge_groups(*dup_groups) if dup_groups else np.full(n, -1, dtype=np.int64)
-    table["reason"] = _reasons(keys, F, pixel_reasons, notes, group_text)
+    reasons = _reasons(keys, F, pixel_reasons, notes, group_text)
+    for i in np.flatnonzero(by_no_vehicle & ~any_pixel & ~in_group & ~by_descriptors):
+        if "no vehicle" not in reasons[i]:
+            reasons[i] = f"no vehicle: ImageNet vehicle share {vs[i]:.1%} (under {no_vehicle_share:.0%}); {reasons[i]}"
+    table["reason"] = reasons
     table["group_flagged"] = in_group.astype(np.int64)
     table["group"] = group_text
 
@@ -323,11 +350,15 @@ def find_outliers(
         clauses.append(f"it belongs to a junk group (cluster or sub-cluster) in any of the {len(fitted_groups)} "
                        f"descriptor kind{'s' if len(fitted_groups) > 1 else ''}")
     if desc_spaces:
+        veto = (f" and its ImageNet vehicle share is under {vehicle_veto:g} (an image far from the others that shows "
+                f"a vehicle is a rare vehicle; {int((shows_vehicle & (n_kinds >= need_kinds)).sum()):,} held back)"
+                if vehicle_veto is not None and shares is not None else "")
         clauses.append(f"some descriptor detector ({', '.join(detectors)}) flags it in at least {need_kinds} of the "
-                       f"{len(desc_spaces)} descriptor kinds")
-        if no_vehicle_kinds is not None and "pixel:no-vehicle" in flag_cols:
-            clauses.append(f"it shows no vehicle and a descriptor detector flags it in at least "
-                           f"{min(no_vehicle_kinds, len(desc_spaces))} kind")
+                       f"{len(desc_spaces)} descriptor kinds{veto}")
+        if no_vehicle_kinds is not None and shares is not None:
+            clauses.append(f"its ImageNet vehicle share is under {no_vehicle_share:.3g} (less than a head that knows "
+                           f"nothing gives the vehicle classes) and a descriptor detector flags it in at least "
+                           f"{nv_kinds} kind{'s' if nv_kinds != 1 else ''}")
     flag_rule = "flagged when " + "; or ".join(clauses) + "; duplicates are reported, never flagged for being duplicates"
     return OutlierReport(table=table, thresholds=thresholds, flag_rule=flag_rule, results=results, quality=verdict,
                          groups=fitted_groups)

@@ -67,6 +67,20 @@ Formulas
   motion sharp; the ratio does not change when the exposure scales the contrast
   (a night frame is not "blurred"); a plain studio backdrop does not count as a
   smooth, blurred area.
+- ``blur_effect``: the no-reference blur metric of Crété-Roffet, Dolmière, Ladret &
+  Nicolas (2007), "The blur effect: perception and estimation with a new
+  no-reference perceptual blur metric", SPIE Human Vision and Electronic Imaging XII
+  (:func:`skimage.measure.blur_effect`, re-blurring filter of :data:`BLUR_H_SIZE` px,
+  the most blurred of the two axes) on the 128×128 grey image: the image is
+  compared with a re-blurred copy of *itself*, so the value (0 = sharp, 1 = fully
+  blurred) is the share of the image's own neighbour differences that a further
+  blur leaves in place. It is measured relative to the image's own detail, so a
+  smooth truck panel, a plain studio backdrop (flat areas add to neither sum) or a
+  dim frame is not "blurred", while a blurred image of any content is.
+- ``unclipped_p5_luminance``: centre-weighted 5th percentile of the luma of the
+  pixels that are *not* clipped (32×32 copy; 255 when all are clipped): the
+  darkest tones the exposure kept. An over-exposed frame lifts them (a studio
+  shot keeps its car's tyres and glass dark).
 - entropy: Shannon entropy of the 256-bin luminance histogram, bits (0..8);
   ``object_entropy`` the same with the object weights (on the 128×128 grey image),
   so the spike of a plain backdrop does not make a studio shot "low information".
@@ -81,7 +95,11 @@ Formulas
   64 bits as 16 hex digits).
 - ``colour``, ``colour_share``, ``colour_2``, ``colour_2_share``: the object's colour
   name and the weight share that decided it, and the runner-up name
-  (:func:`descluster.palette.name_object`), after the camera levels.
+  (:func:`descluster.palette.name_object`), after the camera levels;
+  ``palette_<name>``: the weight share of each colour name among the object's
+  pixels (:func:`descluster.palette.palette_shares`), and ``colour_lit_lightness``
+  the L* of its lit face, from which a cluster's colour is named
+  (:mod:`descluster.interpret`).
 - ``p1_r`` ... ``p99_b``: 1st and 99th percentiles of each channel (0..255), from
   which the camera levels are estimated.
 """
@@ -95,7 +113,7 @@ import pandas as pd
 
 from ..errors import ParameterError
 from ..io.images import ImageSource
-from ..palette import name_object, rgb_to_lab, weighted_quantile
+from ..palette import COLOUR_NAMES, lit_lightness, name_from_shares, palette_shares, rgb_to_lab, weighted_quantile
 
 LAPLACIAN_SIZE = 128
 #: Side of the copy the object estimate is computed on.
@@ -114,6 +132,8 @@ MIN_FOREGROUND = 0.02
 BACKGROUND_WEIGHT = 0.1
 #: A pixel channel at or above this value is clipped (8-bit sensor ceiling, JPEG ringing allowed).
 CLIP_LEVEL = 250
+#: Re-blurring filter of the blur-effect metric, px (the value of Crété-Roffet et al. 2007 and scikit-image).
+BLUR_H_SIZE = 11
 #: Grey-scale frame: 95th percentile of the channel spread at most this many levels.
 GREY_P95_SPREAD = 2.0
 #: Camera levels are estimated from at least this many readable images.
@@ -121,6 +141,8 @@ MIN_LEVEL_IMAGES = 20
 #: Camera levels closer than this to 0 and 255 (all channels) are not applied.
 LEVELS_TOLERANCE = 3.0
 LEVEL_COLUMNS = ["p1_r", "p1_g", "p1_b", "p99_r", "p99_g", "p99_b"]
+#: Columns of the object's palette shares (weight share of each colour name, summing to 1).
+PALETTE_SHARE_COLUMNS = [f"palette_{name}" for name in COLOUR_NAMES]
 
 QUALITY_COLUMNS = [
     "path", "readable", "error", "width", "height", "aspect", "mean_luminance", "p5_luminance",
@@ -129,6 +151,9 @@ QUALITY_COLUMNS = [
     # object measurements (added in 0.2)
     "object_share", "object_luminance", "object_p95_luminance", "object_saturated_share", "sharpness",
     "channel_spread_p95", "colour_2", "colour_2_share", "object_entropy", *LEVEL_COLUMNS,
+    # added in 0.3: blur relative to the image's own detail, the exposure's darkest kept tones,
+    # the object's palette shares and its lit-face lightness (the cluster colour is named from these)
+    "blur_effect", "unclipped_p5_luminance", "colour_lit_lightness", *PALETTE_SHARE_COLUMNS,
 ]
 
 
@@ -256,7 +281,9 @@ def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.n
     -------
     dict
         ``colour``, ``colour_share``, ``colour_2``, ``colour_2_share``
-        (:func:`descluster.palette.name_object`).
+        (:func:`descluster.palette.name_from_shares`), ``colour_lit_lightness`` (L* of the
+        lit face, :func:`descluster.palette.lit_lightness`) and the palette shares
+        :data:`PALETTE_SHARE_COLUMNS` (:func:`descluster.palette.palette_shares`).
     """
     h, w = small.shape[:2]
     if mask is None:
@@ -266,8 +293,12 @@ def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.n
     weights = centre * prior * (small.min(axis=2) < CLIP_LEVEL).ravel()
     if weights.sum() <= 0:  # all clipped: name what is there
         weights = centre
-    name, share, second, second_share = name_object(apply_levels(small, levels).reshape(-1, 3), weights)
-    return {"colour": name, "colour_share": share, "colour_2": second, "colour_2_share": second_share}
+    px = apply_levels(small, levels).reshape(-1, 3)
+    shares = palette_shares(px, weights)
+    lit = lit_lightness(px, weights)
+    name, share, second, second_share = name_from_shares(shares, lit)
+    return {"colour": name, "colour_share": share, "colour_2": second, "colour_2_share": second_share,
+            "colour_lit_lightness": lit, **{c: float(v) for c, v in zip(PALETTE_SHARE_COLUMNS, shares)}}
 
 
 def collection_levels(table: pd.DataFrame) -> tuple[np.ndarray | None, str]:
@@ -364,6 +395,11 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
     s_lum = (small.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).ravel()
     s_clip = (small.min(axis=2) >= CLIP_LEVEL).ravel()
     centre = centre_weights(*small.shape[:2]).ravel()
+    kept = ~s_clip
+    unclipped_p5 = weighted_quantile(s_lum[kept], centre[kept], 0.05) if kept.any() else 255.0
+    from skimage.measure import blur_effect
+
+    blur = float(blur_effect(g, h_size=BLUR_H_SIZE)) if g.std() > 0 else float("nan")  # flat: no detail to judge
     p1 = np.percentile(a.reshape(-1, 3), 1, axis=0)
     p99 = np.percentile(a.reshape(-1, 3), 99, axis=0)
     return {
@@ -388,6 +424,8 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         "sharpness": lap_energy / g_var if g_var > 1e-9 else 0.0,
         "channel_spread_p95": spread_p95,
         "object_entropy": max(0.0, float(-(ohist * np.log2(ohist)).sum())),
+        "blur_effect": blur,
+        "unclipped_p5_luminance": float(unclipped_p5),
         **{c: float(x) for c, x in zip(LEVEL_COLUMNS, [*p1, *p99])},
     }
 
@@ -478,7 +516,7 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
 
     Returns
     -------
-    DataFrame of shape (n, 34)
+    DataFrame of shape (n, 50)
         Columns :data:`QUALITY_COLUMNS`: ``path``, ``readable`` (bool), ``error``
         (str, "" when readable), ``width``, ``height`` (int pixels, NaN when
         unreadable), ``aspect``, ``mean_luminance``, ``p5_luminance``,
@@ -487,7 +525,9 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
         ``sha1``, ``phash``, ``colour``, ``colour_share``, ``object_share``,
         ``object_luminance``, ``object_p95_luminance``, ``object_saturated_share``,
         ``sharpness``, ``channel_spread_p95``, ``colour_2``, ``colour_2_share``,
-        ``object_entropy``, ``p1_r`` .. ``p99_b`` (see :func:`image_facts`).
+        ``object_entropy``, ``p1_r`` .. ``p99_b``, ``blur_effect``,
+        ``unclipped_p5_luminance``, ``colour_lit_lightness``, ``palette_white`` ..
+        ``palette_beige`` (see :func:`image_facts`).
 
     Raises
     ------

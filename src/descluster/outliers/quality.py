@@ -14,21 +14,29 @@ meaning, so that a tight distribution does not flag harmless deviations and a
 collection that is dark all over is not flagged wholesale:
 
 ``over-exposed``   more than half of the *object's* pixels clipped (all channels
-                   >= 250: their detail is lost), object estimate of
-                   :func:`~.pixels.object_weights`, so a white studio backdrop
-                   does not count;
+                   >= 250: their detail is lost), centre prior of
+                   :mod:`.pixels`, **and** even the darkest tones the exposure kept
+                   (5th percentile of the unclipped pixels' luma) lighter than middle
+                   grey (Zone V: 18% reflectance, L* 50, luma 118): an over-exposed
+                   frame lifts its shadows, while a white-background studio shot keeps
+                   the car's tyres, glass and shade dark however much backdrop is clipped;
 ``dark``           the object is hidden: even the brightest 5% of the object is
                    darker than Zone II of Adams' zone system (2.25% reflectance,
                    three stops under middle grey, CIE L* 16.5, luma 42: "first
                    suggestion of texture"; A. Adams, *The Negative*, 1981). A dark
                    (night) frame whose object shows lamps, paint or reflections is
                    not flagged; darkness itself is reported as a property;
-``blurred``        object sharpness (Laplacian energy over grey variance on the
-                   object, log) in the low tail and under a quarter of the
-                   collection's median (an effect size: two octaves of detail lost
-                   for 1/f² images, so a slightly soft image is not "blurred");
-``low-information`` the object's luminance entropy under 4 bits (fewer than 16 equally used grey
-                   levels: half the bits of an 8-bit image) and in the low tail;
+``blurred``        the blur effect (Crété-Roffet et al. 2007, :mod:`.pixels`): the image
+                   compared with a re-blurred copy of itself, so blur is measured
+                   relative to the image's own detail, not to other images (a smooth
+                   truck panel or a studio backdrop is not "blurred"); in the
+                   collection's high tail **and** at least 0.5 (a further 11-px blur
+                   leaves more than half of the image's neighbour differences in
+                   place: more of its detail is already gone than kept);
+``low-information`` the object's luminance entropy **and** the whole frame's under 4 bits
+                   (fewer than 16 equally used grey levels: half the bits of an 8-bit
+                   image), in the low tail: a flat frame (fog, sky, lens cap), not a
+                   vehicle whose centre is one plain panel of paint;
 ``greyscale``      a true grey-scale frame: channels equal over the whole frame
                    (95th percentile of ``max - min`` <= 2 levels: a time stamp may colour 5%); a colourless car
                    on a colourful background is not one;
@@ -57,13 +65,19 @@ from .pixels import GREY_P95_SPREAD, collection_levels
 from .thresholds import robust_z
 from .vehicle import LowVehicleEvidence, vehicle_shares
 
-__all__ = ["QUALITY_RULES", "QualityRule", "QualityVerdict", "no_vehicle_flags", "quality_flags", "unusual_size", "NIGHT_LUMA",
-           "ZONE_II_LUMA"]
+__all__ = ["QUALITY_RULES", "QualityRule", "QualityVerdict", "no_vehicle_flags", "quality_flags", "unusual_size",
+           "NIGHT_LUMA", "ZONE_II_LUMA", "MIDDLE_GREY_LUMA", "BLUR_ANCHOR", "LOW_INFORMATION_BITS"]
 
 #: Luma of Zone II (2.25% reflectance, CIE L* 16.5): detail is hidden below it.
 ZONE_II_LUMA = 42.0
 #: Mean luma under which a frame is night-like (a property, reported, never a flag).
 NIGHT_LUMA = 60.0
+#: Luma of middle grey (Zone V: 18% reflectance, CIE L* 50, sRGB 118).
+MIDDLE_GREY_LUMA = 118.0
+#: Blur effect (Crété-Roffet et al. 2007) at or above which a re-blur keeps at least half of the image's detail.
+BLUR_ANCHOR = 0.5
+#: Entropy (bits) of 16 equally used grey levels: half the bits of an 8-bit image.
+LOW_INFORMATION_BITS = 4.0
 
 
 # --------------------------------------------------------------------------- rules
@@ -126,6 +140,12 @@ class QualityRule:
     ratio : float or None, default None
         Effect-size bound: the value must also be beyond ``ratio × median`` of the
         collection (e.g. 0.25: under a quarter of the median); None = none.
+    also : tuple of (column, direction, bound, text), default ()
+        Further absolute conditions that must all hold as well (``>=`` bound for
+        "high", ``<=`` for "low"), each with what it means, e.g.
+        ``("unclipped_p5_luminance", "high", 118, "the kept tones are lighter than middle grey")``.
+        A row where its value is NaN does not fire; a table without the column
+        (written before it existed) skips the condition and says so.
 
     Raises
     ------
@@ -142,10 +162,15 @@ class QualityRule:
     anchor: float | None = None
     anchor_text: str = ""
     ratio: float | None = None
+    also: tuple = ()
 
     def __post_init__(self):
         if self.direction not in ("high", "low"):
             raise ParameterError(f"direction={self.direction!r} must be 'high' or 'low'")
+        for cond in self.also:
+            if len(cond) != 4 or cond[1] not in ("high", "low"):
+                raise ParameterError(f"rule {self.name!r}: each 'also' condition is (column, 'high'|'low', bound, "
+                                     f"text); got {cond!r}")
         if self.z is None and self.anchor is None:
             raise ParameterError(f"rule {self.name!r} needs a robust-z cut, an anchor, or both")
 
@@ -179,7 +204,13 @@ class QualityRule:
             cuts.append(self.ratio * back(med_t))
         cut = max(cuts) if high else min(cuts)
         # (no spread with a z cut: cut is +-inf, so the rule cannot fire)
-        flags = self.fires(v, readable, cut)
+        flags = self.fires(table, readable, cut)
+        also_text = []
+        for col, direction, bound, text in self.also:
+            if col not in table:  # a table from before the column existed: the condition is not measured
+                also_text.append(f"{col} not measured")
+                continue
+            also_text.append(f"{col} {'>=' if direction == 'high' else '<='} {bound:g} ({text})")
         cmp = ">=" if high else "<="
         parts = []
         if self.z is not None:
@@ -190,18 +221,21 @@ class QualityRule:
         if self.ratio is not None:
             parts.append(f"{'over' if high else 'under'} {self.ratio:g} × the median")
         desc = f"{self.column} {cmp} {cut:.4g} ({' and '.join(parts)})"
+        if also_text:
+            desc += " and " + " and ".join(also_text)
         return flags, np.where(ok, z, 0.0), cut, desc
 
-    def fires(self, values: np.ndarray, readable: np.ndarray, cut: float) -> np.ndarray:
+    def fires(self, table: pd.DataFrame, readable: np.ndarray, cut: float) -> np.ndarray:
         """Where the rule fires at threshold ``cut`` (column units; NaN or infinite never fires).
 
-        Used by :meth:`apply` with the cut it derives, and by a fitted model on new images
-        with the study's cut (:class:`descluster.model.PixelReference`).
+        The value must pass ``cut`` and every absolute condition of :attr:`also` whose
+        column the table has. Used by :meth:`apply` with the cut it derives, and by a
+        fitted model on new images with the study's cut
+        (:class:`descluster.model.PixelReference`).
 
         Parameters
         ----------
-        values : ndarray of shape (n,), float64
-            The rule's column (NaN where not measured).
+        table : DataFrame (n rows) with the rule's column
         readable : ndarray of shape (n,), bool
         cut : float
 
@@ -209,21 +243,31 @@ class QualityRule:
         -------
         ndarray of shape (n,), bool
         """
-        ok = np.isfinite(values) & readable
+        values = pd.to_numeric(table[self.column], errors="coerce").to_numpy(dtype=np.float64)
         if not np.isfinite(cut):
             return np.zeros(len(values), dtype=bool)
-        return ok & ((values >= cut) if self.direction == "high" else (values <= cut))
+        flags = np.isfinite(values) & readable & ((values >= cut) if self.direction == "high" else (values <= cut))
+        for col, direction, bound, _ in self.also:
+            if col in table:
+                a = pd.to_numeric(table[col], errors="coerce").to_numpy(dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    flags &= (a >= bound) if direction == "high" else (a <= bound)
+        return flags
 
 
 #: The default pixel rules; see the module notes for what each threshold means.
 QUALITY_RULES: list[QualityRule] = [
     QualityRule("over-exposed", "object_saturated_share", "high", "over-exposed: {v:.0%} of the object clipped",
-                anchor=0.5, anchor_text="more than half of the object clipped:"),
+                anchor=0.5, anchor_text="more than half of the object clipped:",
+                also=(("unclipped_p5_luminance", "high", MIDDLE_GREY_LUMA,
+                       "even the darkest kept tones are lighter than middle grey: the exposure lifted the shadows"),)),
     QualityRule("dark", "object_p95_luminance", "low", "dark, object hidden: its brightest 5% at luma {v:.0f}/255",
                 log=True, anchor=ZONE_II_LUMA, anchor_text="darker than Zone II, luma"),
-    QualityRule("blurred", "sharpness", "low", "blurred: object sharpness {v:.3g}", log=True, ratio=0.25),
+    QualityRule("blurred", "blur_effect", "high", "blurred: blur effect {v:.2f}", anchor=BLUR_ANCHOR,
+                anchor_text="a further blur keeps most of the image's own detail: blur effect"),
     QualityRule("low-information", "object_entropy", "low", "low information: entropy {v:.1f} bits",
-                anchor=4.0, anchor_text="under 16 equally used grey levels, bits"),
+                anchor=LOW_INFORMATION_BITS, anchor_text="under 16 equally used grey levels, bits",
+                also=(("entropy", "low", LOW_INFORMATION_BITS, "the whole frame too"),)),
     QualityRule("greyscale", "channel_spread_p95", "low", "grey-scale frame (equal channels)", z=None,
                 anchor=GREY_P95_SPREAD, anchor_text="channels equal over the frame: 95th percentile of max-min, levels"),
 ]
@@ -422,7 +466,8 @@ def quality_flags(
 
 #: Older pixel tables (before the object columns): column -> the frame column that stands in for it.
 _FALLBACK = {"object_saturated_share": "saturated_share", "object_p95_luminance": "p95_luminance",
-             "sharpness": "laplacian_var", "channel_spread_p95": "channel_spread", "object_entropy": "entropy"}
+             "sharpness": "laplacian_var", "channel_spread_p95": "channel_spread", "object_entropy": "entropy",
+             "blur_effect": None}
 
 
 def _with_fallback_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -432,5 +477,5 @@ def _with_fallback_columns(table: pd.DataFrame) -> pd.DataFrame:
     table = table.copy()
     for c in missing:
         src = _FALLBACK[c]
-        table[c] = table[src] if src in table.columns else np.nan
+        table[c] = table[src] if src is not None and src in table.columns else np.nan
     return table

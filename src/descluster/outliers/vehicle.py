@@ -39,6 +39,17 @@ from .thresholds import robust_z
 LOGIT_CLIP = 1e-6
 
 
+def _prior_share() -> float:
+    from ..extract.imagenet import VEHICLE_CLASSES
+
+    return len(VEHICLE_CLASSES) / 1000.0
+
+
+#: The vehicle share of a head that knows nothing: the vehicle classes' share of the 1,000 ImageNet-1k
+#: classes (50 / 1000 = 0.05). An image below it is less likely a vehicle than a uniform guess says.
+VEHICLE_PRIOR_SHARE = _prior_share()
+
+
 def vehicle_shares(imagenet: pd.DataFrame, paths: list[str]) -> np.ndarray:
     """Vehicle share per path from ``meta/imagenet.csv``, matched by path (either separator).
 
