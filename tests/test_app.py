@@ -197,3 +197,25 @@ def test_split_junk_skip_lasso_and_views(out):
     assert page.status_code == 200 and "no drill-down tree" in page.text and "/thumb/" in page.text
     assert c.get("/question?task=nope", follow_redirects=False).status_code == 303
     assert c.get("/api/question?task=nope").status_code == 400
+
+
+def test_three_descriptor_mixture_space_is_rebuilt(small_results, monkeypatch):
+    """A mixture key lists each preprocessing once (``mix:a+b+c/none+l2``): the engine rebuilds it from
+    every descriptor's best space (manifest ``per_descriptor``) instead of failing every background refit."""
+    from descluster.labelling.spaces import ResultsData
+
+    data = ResultsData(small_results[0])
+    data.manifest["per_descriptor"] = {"a": "a/none/kmeans", "b": "b/l2/kmeans", "c": "c/none/kmeans"}
+    calls = []
+    rng = np.random.default_rng(0)
+
+    def reduced(descriptor, preprocessing):
+        calls.append((descriptor, preprocessing))
+        return rng.normal(size=(data.n_samples, 3)).astype(np.float32)
+
+    monkeypatch.setattr(data, "_reduced", reduced)
+    X = data._build_space("mix:a+b+c/none+l2")
+    assert calls == [("a", "none"), ("b", "l2"), ("c", "none")]
+    assert X.shape[0] == data.n_samples
+    with pytest.raises(Exception, match="3 descriptors but 2 preprocessings"):
+        data._build_space("mix:a+b+c/l2+none")  # not what per_descriptor says: still refused

@@ -133,6 +133,15 @@ class LabellingApp:
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("descluster.app", "templates"),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
 
+    def warm(self) -> None:
+        """Load the recommended space, its kNN graph and the map ahead of the first question (errors logged)."""
+        try:
+            self.data.space(self.data.recommended)
+            self.data.graph(self.data.recommended)
+            self.map_points()
+        except Exception:  # warming is an optimisation: the request that needs it reports the error
+            log.exception("warming the labelling app failed")
+
     # ------------------------------------------------------------------ pieces
     def task_names(self) -> list[str]:
         """Names of the session's tasks, in creation order."""
@@ -636,6 +645,7 @@ def serve(results, host: str = "127.0.0.1", port: int = 8765, images=None, token
         hosts = ["*"]  # reachable under any name of this machine: the token is the only guard
         print(f"warning: listening on {host}, reachable from other machines (the token is still required)")
     asgi = create_app(results, images=images, token=token, hosts=hosts)
+    threading.Thread(target=asgi.labelling.warm, name="descluster-warm", daemon=True).start()
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     print(f"descluster serve: {asgi.labelling.root} ({asgi.labelling.data.n_samples:,} images)")

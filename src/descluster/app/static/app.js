@@ -65,8 +65,9 @@ function progressBlock(p) {
   if (!box || !p) return;
   box.replaceChildren(
     el("div", {text: `Labelled: ${pct(p.labelled_share)} (${p.labelled.toLocaleString()} of ${p.n_samples.toLocaleString()} answered)`}),
-    el("div", {text: `Estimated accuracy: ${pct(p.estimated_accuracy)}` +
-      (p.interval && p.interval[0] !== null ? ` [${pct(p.interval[0])}, ${pct(p.interval[1])}]` : "") +
+    el("div", {text: p.estimated_accuracy === null ? `Estimated accuracy: not yet (${p.estimate_method})` :
+      `Estimated accuracy: ${pct(p.estimated_accuracy)}` +
+      (p.interval && p.interval[0] !== null ? ` [${pct(p.interval[0])}, ${pct(p.interval[1])}] (95 %)` : "") +
       (p.n_checked ? ` from ${p.n_checked} checked` : "")}),
     el("div", {text: `Decisions: ${p.decisions}` + (p.pending ? ` · ${p.pending} split parts waiting` : "")}),
     el("div", {class: "muted", text: p.space_reason || ""}));
@@ -274,11 +275,12 @@ async function mapView() {
     for (let i = 0; i < d.length; i += 4) { d[i] = d[i + 1] = d[i + 2] = 255; d[i + 3] = 255; }
     const byConf = document.getElementById("colour-by").value === "confidence";
     const cols = PALETTE.map(hexRgb);
+    const dot = meta.n < 20000 ? 3 : 2;
     for (let i = 0; i < meta.n; i++) {
       const [px, py] = toPx(pts[2 * i], pts[2 * i + 1]);
       const c = codes[i];
       const rgb = byConf ? ramp(conf[i] / 255) : (c === 0 ? [190, 190, 190] : cols[(c - 1) % cols.length]);
-      for (let dx = 0; dx < 2; dx++) for (let dy = 0; dy < 2; dy++) {
+      for (let dx = 0; dx < dot; dx++) for (let dy = 0; dy < dot; dy++) {
         const x = Math.floor(px) + dx, y = Math.floor(py) + dy;
         if (x < 0 || y < 0 || x >= W || y >= H) continue;
         const o = 4 * (y * W + x);
