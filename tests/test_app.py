@@ -219,3 +219,26 @@ def test_three_descriptor_mixture_space_is_rebuilt(small_results, monkeypatch):
     assert X.shape[0] == data.n_samples
     with pytest.raises(Exception, match="3 descriptors but 2 preprocessings"):
         data._build_space("mix:a+b+c/l2+none")  # not what per_descriptor says: still refused
+
+
+def test_thumbnails_from_a_zip_never_unpacked(out, small_results, tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    images = small_results[0].parent / "case" / "images"
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(images.rglob("*.png")):
+            zf.write(f, f.relative_to(images).as_posix())
+        zf.writestr("../evil.png", b"not an image")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    app, c = client(out, images=archive)
+    r = c.get("/thumb/5")
+    assert r.status_code == 200
+    from io import BytesIO
+
+    im = Image.open(BytesIO(r.content))
+    assert im.format == "JPEG" and max(im.size) <= 128
+    assert c.get("/thumb/5").content == r.content  # cached copy, same bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing unpacked beside the zip
