@@ -135,7 +135,7 @@ def test_answer_persisted_restart_and_stale_409(out):
     label_before, decisions = before.label.copy(), before.n_decisions
     assert label_before[row] == 2 and set(label_before[[s["row"] for s in q1["shown"]]]) == {0}
     open_id = c.get("/api/question?task=kind").json()["question"]["id"]
-    app.labelling.session.close()
+    app.labelling.close()
     # restart: a new app on the same folder shows the same state and the same open question
     app2, c2 = client(out)
     st = app2.labelling.session.state("kind")
@@ -242,3 +242,28 @@ def test_thumbnails_from_a_zip_never_unpacked(out, small_results, tmp_path):
     assert im.format == "JPEG" and max(im.size) <= 128
     assert c.get("/thumb/5").content == r.content  # cached copy, same bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing unpacked beside the zip
+
+
+def test_failed_background_refit_is_shown(out, monkeypatch):
+    from descluster.errors import LabellingError
+
+    app = create_app(out, token=TOKEN, hosts=["testserver"], refit="background")
+    c = TestClient(app)
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    S = app.labelling.session
+    c.post("/api/tasks", json={"name": "kind", "classes": ["k0", "k1"]})
+
+    def broken(task):
+        raise LabellingError("space 'mix:a+b/none' cannot be rebuilt")
+
+    monkeypatch.setattr(S, "_compute", broken)
+    _answer(c, "kind", "k0")
+    worker = S._worker
+    if worker is not None:
+        worker.join(timeout=30)
+    p = c.get("/api/progress?task=kind").json()
+    assert p["refit_error"] == "LabellingError: space 'mix:a+b/none' cannot be rebuilt"
+    monkeypatch.undo()
+    S.refresh("kind")  # a refit that succeeds clears it
+    assert c.get("/api/progress?task=kind").json()["refit_error"] is None
+    app.labelling.close()

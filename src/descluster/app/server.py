@@ -84,6 +84,32 @@ def _clean(obj):
     return obj
 
 
+class RefitErrors(logging.Handler):
+    """Keeps the newest background-refit failure of each task (the engine logs them and keeps the old fit).
+
+    Attributes
+    ----------
+    errors : dict of str -> str
+        Task -> ``"ExceptionType: message"`` of its newest failed refit; cleared by :meth:`clear`.
+    """
+
+    PREFIX = "background refit of task "
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.errors: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith(self.PREFIX) or not record.args:
+            return
+        exc = record.exc_info[1] if record.exc_info else None
+        self.errors[str(record.args[0])] = f"{type(exc).__name__}: {exc}" if exc is not None else record.getMessage()
+
+    def clear(self, task: str) -> None:
+        """Forget the failure of ``task`` (a later refit succeeded)."""
+        self.errors.pop(task, None)
+
+
 class LabellingApp:
     """State of one running app: the session, the image source, caches and the page templates.
 
@@ -110,6 +136,8 @@ class LabellingApp:
         import pandas as pd
 
         self.session = Session(results, db=db, refit=refit, images=images)
+        self.refit_errors = RefitErrors()
+        log.addHandler(self.refit_errors)
         self.data = self.session.results
         self.root = self.data.root
         self._mutate = threading.Lock()
@@ -133,6 +161,11 @@ class LabellingApp:
         self.env = jinja2.Environment(loader=jinja2.PackageLoader("descluster.app", "templates"),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
 
+    def close(self) -> None:
+        """Close the session and stop collecting refit errors."""
+        log.removeHandler(self.refit_errors)
+        self.session.close()
+
     def warm(self) -> None:
         """Load the recommended space, its kNN graph and the map ahead of the first question (errors logged)."""
         try:
@@ -148,8 +181,13 @@ class LabellingApp:
         return [t["name"] for t in self.session.tasks()]
 
     def progress(self, task: str) -> dict:
-        """The engine's progress dict of ``task`` (JSON-ready)."""
-        return _clean(json.loads(json.dumps(self.session.progress(task), default=_plain)))
+        """The engine's progress dict of ``task`` (JSON-ready), plus ``refit_error``: the newest failed
+        background refit when the figures come from an older fit (None otherwise)."""
+        p = json.loads(json.dumps(self.session.progress(task), default=_plain))
+        if p.get("fit_version") is not None and p["fit_version"] == p.get("version"):
+            self.refit_errors.clear(task)
+        p["refit_error"] = self.refit_errors.errors.get(task)
+        return _clean(p)
 
     def question_json(self, q) -> dict | None:
         """A question for the page: shown rows with paths, proposal, texts, the cluster's description."""
@@ -654,5 +692,5 @@ def serve(results, host: str = "127.0.0.1", port: int = 8765, images=None, token
     try:
         uvicorn.Server(config).run()
     finally:
-        asgi.labelling.session.close()
+        asgi.labelling.close()
     return 0

@@ -71,6 +71,7 @@ function progressBlock(p) {
       (p.n_checked ? ` from ${p.n_checked} checked` : "")}),
     el("div", {text: `Decisions: ${p.decisions}` + (p.pending ? ` · ${p.pending} split parts waiting` : "")}),
     el("div", {class: "muted", text: p.space_reason || ""}));
+  if (p.refit_error) box.append(el("div", {class: "bad-line", text: "Propagation refit failed (figures from an older fit): " + p.refit_error}));
 }
 
 function questionView() {
