@@ -34,3 +34,48 @@ def demo_slice_case(tmp_path_factory) -> Path:
     case = root / "case"
     extract_case(images, case, progress=False)
     return case
+
+
+def make_small_results(root: Path, n_per_kind: int = 100, kinds: int = 3) -> tuple[Path, pd.DataFrame]:
+    """A real results folder (``run_study`` with PCA map, no report) on a synthetic case of coloured PNGs.
+
+    ``kinds`` well-separated groups of ``n_per_kind`` images each; returns ``(OUT, truth)``
+    with truth columns ``path`` and ``kind`` (``k0``, ``k1``, ...).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from descluster.case import load_case
+    from descluster.config import RunConfig
+    from descluster.pipeline import run_study
+
+    case = root / "case"
+    (case / "descriptors").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    kind = np.repeat(np.arange(kinds), n_per_kind)
+    centres = rng.normal(size=(kinds, 8)) * 6
+    A = (centres[kind] + rng.normal(size=(kind.size, 8))).astype(np.float32)
+    np.save(case / "descriptors" / "a.npy", A)
+    paths = [f"k{k}/img{i:03d}.png" for i, k in enumerate(kind)]
+    images = case / "images"
+    colours = [(200, 40, 40), (40, 160, 60), (50, 70, 210), (220, 200, 40)]
+    for p, k in zip(paths, kind):
+        (images / p).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (24, 24), colours[k % len(colours)]).save(images / p)
+    pd.DataFrame({"paths": paths}).to_csv(case / "images_paths.csv", index=False)
+    truth = pd.DataFrame({"path": paths, "kind": [f"k{k}" for k in kind]})
+    out = root / "out"
+    config = RunConfig.from_dict(dict(algorithms=("kmeans",), k_min=2, k_max=5, preprocessings=("standard",),
+                                      outliers=False, pixel_checks=False, embedding="pca"))
+    import descluster.report.build
+
+    with pytest.MonkeyPatch.context() as mp:  # the app reads no report: skip building it
+        mp.setattr(descluster.report.build, "build_report", lambda *a, **k: None)
+        run_study(load_case(case, images=images), out, config, progress=False)
+    return out, truth
+
+
+@pytest.fixture(scope="session")
+def small_results(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    """:func:`make_small_results` once per test session (treat as read-only: copy it to write)."""
+    return make_small_results(tmp_path_factory.mktemp("small_results"))

@@ -110,3 +110,12 @@ def test_run_case_study_stage(small_case, tmp_path):
     assert rec["algorithm"] in {"kmeans", "minibatch_kmeans", "hdbscan"}
     clusters = pd.read_csv(tmp_path / "work" / "study" / "clusters.csv")
     assert len(clusters) == 5000 and list(clusters.columns) == ["path", "cluster"]
+
+
+def test_app_bench_runs_the_real_server(tmp_path):
+    out = tmp_path / "app_bench.json"
+    mod = _script("app_bench")
+    assert mod.main(["--rows", "2000", "--dims", "8", "--answers", "3", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())["2000"]
+    assert got["rows"] == 2000 and got["answers"] == 3 and got["decisions"] >= 3
+    assert got["first_page_s"] > 0 and got["rss_mb"] > 0 and got["answer_next_ms_p95"] >= got["answer_next_ms_median"]

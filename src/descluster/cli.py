@@ -9,6 +9,7 @@ Stable interface::
     descluster label RESULTS --names names.csv   # apply cluster names -> RESULTS/labels.csv
     descluster simulate RESULTS --truth labels.csv --column COL   # labelling cost in human decisions
     descluster labels export RESULTS             # a labelling session -> labels.csv / Label Studio / folders
+    descluster serve RESULTS                     # label in the browser (prints a URL with an access token)
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, tru
 
 
 #: Sub-commands of the labelling engine (parsed by :func:`_add_labelling_commands`).
-LABELLING_COMMANDS = ("simulate", "labels")
+LABELLING_COMMANDS = ("simulate", "labels", "serve")
 
 
 def _add_labelling_commands(sub) -> None:
@@ -345,11 +346,22 @@ def _add_labelling_commands(sub) -> None:
     e.add_argument("--min-confidence", type=float, default=0.0, help="image folders: leave out labels below this (default: 0.0)")
     st = lsub.add_parser("status", help="print each task's progress", description="Print each task's progress.")
     st.add_argument("results", type=Path, help="results folder holding labels.sqlite (required)")
+    p = sub.add_parser("serve", help="label in the browser: a local server on a results folder (prints its URL)",
+                       description="Start the labelling web app on a results folder (RESULTS/labels.sqlite) and "
+                                   "print one URL with a random access token.")
+    p.add_argument("results", type=Path, help="results folder of `descluster run` (required)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765)")
+    p.add_argument("--images", type=Path, help="image folder or zip, if not the one in manifest.json (default: manifest's)")
 
 
 def _run_labelling(args: argparse.Namespace) -> int:
     import json
 
+    if args.command == "serve":
+        from .app import serve
+
+        return serve(args.results, host=args.host, port=args.port, images=args.images)
     if args.command == "simulate":
         from .labelling.simulate import simulate, summary_line
 

@@ -238,6 +238,13 @@ class ResultsData:
         if len(preps) == 1:
             preps = preps * len(names)
         if len(preps) != len(names):
+            # a mixture key lists its preprocessings once each (SpaceId.mixture); the mixture is made of
+            # every descriptor's best space, recorded in the manifest as per_descriptor
+            best = self.manifest.get("per_descriptor", {})
+            full = [str(best.get(n, "")).split("/")[1] if str(best.get(n, "")).count("/") >= 1 else None for n in names]
+            if None not in full and "+".join(dict.fromkeys(full)) == preprocessing:
+                preps = full
+        if len(preps) != len(names):
             raise LabellingError(f"space {key!r}: {len(names)} descriptors but {len(preps)} preprocessings")
         from ..results import SpaceId
 

@@ -1,0 +1,200 @@
+"""Time the labelling web app (``descluster serve``) as a browser would use it, on the real server.
+
+Starts ``python -m descluster serve`` in a subprocess on a free port and measures, over HTTP
+(token in the ``X-Descluster-Token`` header):
+
+* ``url_s``: process start -> the URL printed (imports, opening the session);
+* ``first_page_s``: process start -> the task list (``GET /``) answered (the first page usable);
+  ``first_page_after_url_s`` the same from the moment the URL is printed (what a user opening it waits);
+* ``first_question_s``: the first ``GET /api/question`` of a new task (cluster cores of the space);
+* ``answer_next_ms``: ``POST /api/answer`` -> the next question in its response, median and p95
+  over ``--answers`` answers (the annotator names each group by the majority study cluster of its
+  shown rows, mod ``--classes``; the server refits in its background thread meanwhile);
+* ``map_s``: map meta + points + current labels (what the map view fetches);
+* ``rss_mb``: the server's peak resident memory, sampled after every request (psutil).
+
+Either on an existing results folder (``--results OUT``; it is copied first, so nothing is written
+into it) or on a synthetic one of ``--rows`` rows built by ``labelling_bench.build_results`` (no
+images there: thumbnails are not timed at that size). Prints a table and writes
+``benchmarks/results/app_bench.json`` (or ``--out``).
+
+Usage::
+
+    python benchmarks/app_bench.py --results /work/demo-out          # the demo run
+    python benchmarks/app_bench.py --rows 416314 --answers 30        # synthetic, VeRi-Wild size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Client:
+    """Minimal HTTP client with the token header (standard library only)."""
+
+    def __init__(self, base: str, token: str):
+        self.base, self.token = base, token
+
+    def call(self, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method="GET" if body is None else "POST",
+                                     headers={"x-descluster-token": self.token, "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=600) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def json(self, path: str, body: dict | None = None) -> dict:
+        status, raw = self.call(path, body)
+        if status != 200:
+            raise RuntimeError(f"{path}: HTTP {status}: {raw[:300]!r}")
+        return json.loads(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--results", type=Path, help="existing results folder (copied first)")
+    ap.add_argument("--rows", type=int, default=104_078, help="synthetic rows when no --results (default 104,078)")
+    ap.add_argument("--dims", type=int, default=128)
+    ap.add_argument("--answers", type=int, default=30)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "app_bench.json"))
+    args = ap.parse_args(argv)
+
+    import psutil
+
+    from knn_bench import machine_facts
+
+    with tempfile.TemporaryDirectory(prefix="app-bench-") as tmp:
+        out = Path(tmp) / "out"
+        t0 = time.perf_counter()
+        if args.results is not None:
+            shutil.copytree(args.results, out, symlinks=True, ignore=shutil.ignore_patterns("labels.sqlite*", "exports"))
+            source = str(args.results)
+        else:
+            from labelling_bench import build_results
+
+            build_results(out, args.rows, args.dims)
+            source = f"synthetic ({args.rows:,} rows x {args.dims} dims, labelling_bench.build_results)"
+        build_s = time.perf_counter() - t0
+        study = pd.read_csv(out / "clusters.csv")["cluster"].to_numpy()
+        port = _free_port()
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(Path(__file__).resolve().parents[1] / "src"))
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "descluster", "serve", str(out), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        ps = psutil.Process(proc.pid)
+        peak = [0]
+
+        def sample():
+            try:
+                peak[0] = max(peak[0], ps.memory_info().rss)
+            except psutil.Error:
+                pass
+
+        try:
+            url = None
+            for line in proc.stdout:
+                m = re.search(r"open: (http://\S+)", line)
+                if m:
+                    url = m.group(1)
+                    break
+            if url is None:
+                raise RuntimeError("the server printed no URL")
+            url_s = time.perf_counter() - start
+            base, token = url.split("/?token=")
+            c = Client(base, token)
+            t_url = time.perf_counter()
+            while True:
+                try:
+                    status, page = c.call("/")
+                    break
+                except OSError:
+                    time.sleep(0.02)
+            first_page_s = time.perf_counter() - start
+            first_page_request_s = time.perf_counter() - t_url
+            assert status == 200, status
+            sample()
+            classes = [f"c{i}" for i in range(args.classes)]
+            c.json("/api/tasks", {"name": "bench", "classes": classes})
+            t = time.perf_counter()
+            payload = c.json("/api/question?task=bench")
+            first_question_s = time.perf_counter() - t
+            sample()
+            lat, kinds = [], []
+            for _ in range(args.answers):
+                q = payload["question"]
+                if q is None:
+                    break
+                rows = np.array([s["row"] for s in q["shown"]])
+                truth = study[rows] % args.classes
+                major = int(np.bincount(truth, minlength=args.classes).argmax())
+                marks = [[int(r), classes[int(v)]] for r, v in zip(rows, truth) if v != major]
+                t = time.perf_counter()
+                payload = c.json("/api/answer", {"task": "bench", "question": q["id"], "action": "name",
+                                                 "label": classes[major], "marks": marks})
+                lat.append(1000 * (time.perf_counter() - t))
+                kinds.append(q["kind"])
+                sample()
+            t = time.perf_counter()
+            meta = c.json("/api/map/meta")
+            c.call("/api/map/points")
+            c.call("/api/map/labels?task=bench")
+            map_s = time.perf_counter() - t
+            sample()
+            progress = c.json("/api/progress?task=bench")
+            time.sleep(1.0)
+            sample()
+        finally:
+            proc.kill()
+            proc.wait()
+    lat = np.asarray(lat)
+    result = {"source": source, "rows": int(study.size), "build_s": round(build_s, 2), "url_s": round(url_s, 3),
+              "first_page_s": round(first_page_s, 3), "first_page_after_url_s": round(first_page_request_s, 3),
+              "first_question_s": round(first_question_s, 3),
+              "answers": int(lat.size), "question_kinds": sorted(set(kinds)),
+              "answer_next_ms_median": round(float(np.median(lat)), 1) if lat.size else None,
+              "answer_next_ms_p95": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
+              "answer_next_ms_max": round(float(lat.max()), 1) if lat.size else None,
+              "map_s": round(map_s, 3), "map_how": meta["how"], "rss_mb": round(peak[0] / 2**20, 1),
+              "decisions": progress["decisions"], "labelled_share": round(progress["labelled_share"], 4),
+              "load_average": list(os.getloadavg()), "machine": machine_facts()}
+    width = max(len(k) for k in result)
+    for k, v in result.items():
+        if k != "machine":
+            print(f"{k:<{width}}  {v}")
+    dest = Path(args.out)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    runs = json.loads(dest.read_text()) if dest.is_file() else {}
+    runs[f"{result['rows']}"] = result
+    dest.write_text(json.dumps(runs, indent=2) + "\n")
+    print(f"written: {dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

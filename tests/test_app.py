@@ -1,0 +1,269 @@
+"""The labelling web app through Starlette's TestClient: access rules, escaping, persistence, 409."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+starlette = pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+pytestmark = pytest.mark.filterwarnings("ignore:.*httpx.*")
+warnings.filterwarnings("ignore", message=".*httpx.*")  # Starlette 1.x suggests httpx2 for its TestClient
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from descluster.app import create_app  # noqa: E402
+from descluster.app.security import TOKEN_COOKIE  # noqa: E402
+from descluster.labelling import Session  # noqa: E402
+
+TOKEN = "t" * 12 + "0123456789abcdef"
+
+
+@pytest.fixture
+def out(small_results, tmp_path):
+    """A private copy of the small results folder (the app writes labels.sqlite and exports into it)."""
+    dest = tmp_path / "out"
+    shutil.copytree(small_results[0], dest, symlinks=True)
+    return dest
+
+
+def client(out, **kw):
+    app = create_app(out, token=TOKEN, hosts=["testserver"], refit="sync", **kw)
+    c = TestClient(app)
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    return app, c
+
+
+def test_token_required_and_cookie_set(out):
+    app = create_app(out, token=TOKEN, hosts=["testserver"], refit="sync")
+    c = TestClient(app)
+    for path in ("/", "/api/tasks", "/thumb/0", "/static/app.js", "/export/labels.csv"):
+        assert c.get(path).status_code == 403, path
+    assert c.get("/?token=wrong-token-wrong-token").status_code == 403
+    assert c.get("/", headers={"x-descluster-token": "nope"}).status_code == 403
+    r = c.get(f"/?token={TOKEN}", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"]
+    assert f"{TOKEN_COOKIE}={TOKEN}" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    page = c.get("/")
+    assert page.status_code == 200 and "New task" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert c.get("/api/tasks", headers={"x-descluster-token": TOKEN}).status_code == 200
+    # another Host (DNS rebinding) is refused even with the token
+    assert c.get("/", headers={"host": "evil.example"}).status_code == 403
+
+
+def test_origin_refused_for_changes(out):
+    app, c = client(out)
+    assert c.post("/api/tasks", json={"name": "a", "classes": ["x"]},
+                  headers={"origin": "http://evil.example"}).status_code == 403
+    assert c.post("/api/tasks", json={"name": "a", "classes": ["x"]},
+                  headers={"sec-fetch-site": "cross-site"}).status_code == 403
+    c2 = TestClient(app)  # no token at all
+    assert c2.post("/api/tasks", json={"name": "a", "classes": ["x"]}).status_code == 403
+    assert [t["name"] for t in app.labelling.session.tasks()] == []
+    ok = c.post("/api/tasks", json={"name": "a", "classes": ["x"]}, headers={"origin": "http://testserver"})
+    assert ok.status_code == 200 and [t["name"] for t in app.labelling.session.tasks()] == ["a"]
+
+
+def test_paths_outside_the_image_root_refused(out, small_results, tmp_path):
+    images = tmp_path / "images"
+    shutil.copytree(small_results[0].parent / "case" / "images", images)
+    paths = pd.read_csv(out / "clusters.csv")["path"].tolist()
+    secret = tmp_path / "secret.png"
+    shutil.copyfile(images / paths[1], secret)
+    os.remove(images / paths[1])
+    os.symlink(secret, images / paths[1])  # a link leaving the image root
+    app, c = client(out, images=images)
+    assert c.get("/thumb/0").status_code == 200 and c.get("/thumb/0").headers["content-type"] == "image/jpeg"
+    assert c.get("/thumb/1").status_code == 403
+    for bad in ("/thumb/-1", f"/thumb/{len(paths)}", "/thumb/..%2F..%2Fetc%2Fpasswd", "/thumb/abc"):
+        assert c.get(bad).status_code == 404, bad
+    for bad in ("/static/../server.py", "/static/..%2Fserver.py", "/static/%2Fetc%2Fpasswd", "/static/server.py",
+                "/static/__init__.py", "/export/..%2Fmanifest.json", "/export/manifest.json"):
+        r = c.get(bad)
+        assert r.status_code == 404, bad
+        assert "def " not in r.text and "root:" not in r.text
+
+
+def test_hostile_names_are_escaped(out):
+    app, c = client(out)
+    name = "<script>alert(1)</script>"
+    r = c.post("/api/tasks", json={"name": name, "classes": ["<img src=x onerror=alert(2)>", "b&c\"'"]})
+    assert r.status_code == 200
+    for page in ("/", f"/question?task={name}", f"/map?task={name}", f"/clusters?task={name}",
+                 f"/export?task={name}"):
+        html = c.get(page, params=None).text
+        assert "<script>alert" not in html and "<img src=x" not in html, page
+        assert "&lt;script&gt;" in html or "\\u003cscript\\u003e" in html, page
+
+
+def _answer(c, task, label, marks=()):
+    q = c.get(f"/api/question?task={task}").json()["question"]
+    r = c.post("/api/answer", json={"task": task, "question": q["id"], "action": "name", "label": label,
+                                    "marks": [list(m) for m in marks]})
+    assert r.status_code == 200, r.text
+    return q, r.json()
+
+
+def test_answer_persisted_restart_and_stale_409(out):
+    app, c = client(out)
+    c.post("/api/tasks", json={"name": "kind", "classes": ["k0", "k1", "k2"]})
+    q1, got = _answer(c, "kind", "k0", marks=[])
+    q = c.get("/api/question?task=kind").json()["question"]
+    row = q["shown"][0]["row"]
+    r = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "name", "label": "k1",
+                                    "marks": [[row, "k2"]]})
+    assert r.status_code == 200 and r.json()["result"]["decisions"] == 2
+    # committed in SQLite before the response: a separate connection sees both answers
+    with sqlite3.connect(out / "labels.sqlite") as db:
+        kinds = [k for (k,) in db.execute("SELECT kind FROM decisions WHERE task = 'kind' ORDER BY id")]
+    assert kinds == ["add_task", "answer", "answer"]
+    # the same question answered again (another tab) is refused, not overwritten
+    stale = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "name", "label": "k2"})
+    assert stale.status_code == 409
+    stale_undo = c.post("/api/undo", json={"task": "kind", "question": q1["id"]})
+    assert stale_undo.status_code == 409
+    before = app.labelling.session.state("kind")
+    label_before, decisions = before.label.copy(), before.n_decisions
+    assert label_before[row] == 2 and set(label_before[[s["row"] for s in q1["shown"]]]) == {0}
+    open_id = c.get("/api/question?task=kind").json()["question"]["id"]
+    app.labelling.close()
+    # restart: a new app on the same folder shows the same state and the same open question
+    app2, c2 = client(out)
+    st = app2.labelling.session.state("kind")
+    assert np.array_equal(st.label, label_before) and st.n_decisions == decisions == 3
+    assert c2.get("/api/question?task=kind").json()["question"]["id"] == open_id
+    p = c2.get("/api/progress?task=kind").json()
+    assert p["decisions"] == 3 and p["labelled"] == int((label_before >= 0).sum())
+    # undo through the app: the newest answer goes, the log keeps it as an entry
+    u = c2.post("/api/undo", json={"task": "kind", "question": open_id})
+    assert u.status_code == 200 and u.json()["undone"]["decisions"] == 2
+    assert app2.labelling.session.state("kind").label[row] == -1
+    # exports agree with the engine
+    csv = c2.get("/export/labels.csv?task=kind")
+    assert csv.status_code == 200
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(csv.text), keep_default_na=False)
+    with Session(out, refit="sync") as s:
+        engine = s.labels("kind")
+    assert table["kind"].tolist() == engine["label"].tolist()
+    assert table["kind_source"].tolist() == engine["source"].tolist()
+    for kind in ("label_studio.json", "images.zip", "decisions.csv"):
+        assert c2.get(f"/export/{kind}?task=kind").status_code == 200, kind
+
+
+def test_split_junk_skip_lasso_and_views(out):
+    app, c = client(out)
+    c.post("/api/tasks", json={"name": "kind", "classes": ["k0"]})
+    assert c.post("/api/classes", json={"task": "kind", "class": "k1"}).json()["classes"] == ["k0", "k1"]
+    assert c.post("/api/classes", json={"task": "kind", "class": "k1"}).status_code == 400
+    q = c.get("/api/question?task=kind").json()["question"]
+    r = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "split"})
+    assert r.status_code == 200 and r.json()["result"]["subgroups"] >= 2
+    assert r.json()["question"]["kind"] == "subgroup"
+    q = r.json()["question"]
+    r = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "skip"})
+    assert r.status_code == 200
+    q = r.json()["question"]
+    r = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "junk"})
+    assert r.status_code == 200
+    assert c.post("/api/answer", json={"task": "kind", "question": r.json()["question"]["id"],
+                                       "action": "explode"}).status_code == 400
+    meta = c.get("/api/map/meta").json()
+    assert meta["n"] == app.labelling.data.n_samples and "PCA" in meta["how"].upper()
+    Y = np.frombuffer(c.get("/api/map/points").content, "<f4").reshape(-1, 2)
+    x0, y0, x1, y1 = meta["bounds"]
+    poly = [[x0 - 1, y0 - 1], [x1 + 1, y0 - 1], [x1 + 1, (y0 + y1) / 2], [x0 - 1, (y0 + y1) / 2]]
+    inside = int((Y[:, 1] < (y0 + y1) / 2).sum())
+    r = c.post("/api/lasso", json={"task": "kind", "polygon": poly, "action": "label", "label": "k1"})
+    assert r.status_code == 200 and r.json()["rows"] == inside
+    st = app.labelling.session.state("kind")
+    assert (st.label[Y[:, 1] < (y0 + y1) / 2] == st.classes.index("k1")).all()
+    lab = np.frombuffer(c.get("/api/map/labels?task=kind").content, np.uint8)
+    assert lab.size == 2 * meta["n"] and (lab[: meta["n"]][Y[:, 1] < (y0 + y1) / 2] == 2).all()
+    r = c.post("/api/lasso", json={"task": "kind", "polygon": poly, "action": "ask"})
+    assert r.json()["question"]["kind"] == "custom" and r.json()["question"]["n_rows"] == inside
+    assert c.post("/api/lasso", json={"task": "kind", "polygon": [[0, 0]], "action": "ask"}).status_code == 400
+    page = c.get("/clusters?task=kind")
+    assert page.status_code == 200 and "no drill-down tree" in page.text and "/thumb/" in page.text
+    assert c.get("/question?task=nope", follow_redirects=False).status_code == 303
+    assert c.get("/api/question?task=nope").status_code == 400
+
+
+def test_three_descriptor_mixture_space_is_rebuilt(small_results, monkeypatch):
+    """A mixture key lists each preprocessing once (``mix:a+b+c/none+l2``): the engine rebuilds it from
+    every descriptor's best space (manifest ``per_descriptor``) instead of failing every background refit."""
+    from descluster.labelling.spaces import ResultsData
+
+    data = ResultsData(small_results[0])
+    data.manifest["per_descriptor"] = {"a": "a/none/kmeans", "b": "b/l2/kmeans", "c": "c/none/kmeans"}
+    calls = []
+    rng = np.random.default_rng(0)
+
+    def reduced(descriptor, preprocessing):
+        calls.append((descriptor, preprocessing))
+        return rng.normal(size=(data.n_samples, 3)).astype(np.float32)
+
+    monkeypatch.setattr(data, "_reduced", reduced)
+    X = data._build_space("mix:a+b+c/none+l2")
+    assert calls == [("a", "none"), ("b", "l2"), ("c", "none")]
+    assert X.shape[0] == data.n_samples
+    with pytest.raises(Exception, match="3 descriptors but 2 preprocessings"):
+        data._build_space("mix:a+b+c/l2+none")  # not what per_descriptor says: still refused
+
+
+def test_thumbnails_from_a_zip_never_unpacked(out, small_results, tmp_path):
+    import zipfile
+
+    from PIL import Image
+
+    images = small_results[0].parent / "case" / "images"
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(images.rglob("*.png")):
+            zf.write(f, f.relative_to(images).as_posix())
+        zf.writestr("../evil.png", b"not an image")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    app, c = client(out, images=archive)
+    r = c.get("/thumb/5")
+    assert r.status_code == 200
+    from io import BytesIO
+
+    im = Image.open(BytesIO(r.content))
+    assert im.format == "JPEG" and max(im.size) <= 128
+    assert c.get("/thumb/5").content == r.content  # cached copy, same bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing unpacked beside the zip
+
+
+def test_failed_background_refit_is_shown(out, monkeypatch):
+    from descluster.errors import LabellingError
+
+    app = create_app(out, token=TOKEN, hosts=["testserver"], refit="background")
+    c = TestClient(app)
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    S = app.labelling.session
+    c.post("/api/tasks", json={"name": "kind", "classes": ["k0", "k1"]})
+
+    def broken(task):
+        raise LabellingError("space 'mix:a+b/none' cannot be rebuilt")
+
+    monkeypatch.setattr(S, "_compute", broken)
+    _answer(c, "kind", "k0")
+    worker = S._worker
+    if worker is not None:
+        worker.join(timeout=30)
+    p = c.get("/api/progress?task=kind").json()
+    assert p["refit_error"] == "LabellingError: space 'mix:a+b/none' cannot be rebuilt"
+    monkeypatch.undo()
+    S.refresh("kind")  # a refit that succeeds clears it
+    assert c.get("/api/progress?task=kind").json()["refit_error"] is None
+    app.labelling.close()
