@@ -238,8 +238,9 @@ class ResultsData:
         if len(preps) == 1:
             preps = preps * len(names)
         if len(preps) != len(names):
-            # a mixture key lists its preprocessings once each (SpaceId.mixture); the mixture is made of
-            # every descriptor's best space, recorded in the manifest as per_descriptor
+            # results written before SpaceId.mixture named one preprocessing per block listed each once
+            # ("none+l2" for three blocks); the mixture is made of every descriptor's best space,
+            # recorded in the manifest as per_descriptor
             best = self.manifest.get("per_descriptor", {})
             full = [str(best.get(n, "")).split("/")[1] if str(best.get(n, "")).count("/") >= 1 else None for n in names]
             if None not in full and "+".join(dict.fromkeys(full)) == preprocessing:
