@@ -414,9 +414,11 @@ class DaskEngine(Engine):
         sweep on the client."""
         from ..cluster.sweep import sweep
 
-        if getattr(adapter, "name", None) != "kmeans" or X.shape[0] <= adapter.init_sample:
+        n = self.array(X).shape[0] if isinstance(X, str) else X.shape[0]
+        if getattr(adapter, "name", None) != "kmeans" or n <= adapter.init_sample:
             # the sample-based algorithms fit on the client as today; small inputs are not worth the cluster
-            return sweep(np.asarray(X), adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
+            X = self._compute(self.array(X))[0] if isinstance(X, str) else np.asarray(X)
+            return sweep(X, adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
                          silhouette_sample=silhouette_sample, progress=progress)
         return _KMeansSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
 
