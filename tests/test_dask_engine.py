@@ -126,10 +126,22 @@ def test_npy_blocks_read_by_path(tmp_path, engine):
     np.testing.assert_array_equal(engine.client.compute(Xd, sync=True), X)
 
 
+def test_broadcast_index_answers_other_queries(engine):
+    from descluster.outliers.neighbours import ExactIndex
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(900, 6)).astype(np.float32)
+    Q = rng.normal(size=(50, 6)).astype(np.float32)
+    idx = engine.neighbour_index("exact").fit(X, n_neighbors=4)
+    np.testing.assert_array_equal(idx.search(Q, 4)[1], ExactIndex().fit(X).search(Q, 4)[1])
+
+
 def test_engine_choice():
     assert current_engine().name == "local"
     with pytest.raises(ParameterError, match="valid: local, dask"):
         make_engine("spark")
+    with pytest.raises(ParameterError, match="--workers"):
+        make_engine("dask", n_workers=0)
     with pytest.raises(ParameterError, match="engine"):
         descluster.Study(engine="spark")
     with use_engine(make_engine("local")) as eng:

@@ -134,6 +134,8 @@ def make_engine(engine: str | Engine | None = "local", scheduler: str | None = N
     """
     if isinstance(engine, Engine):
         return engine
+    if n_workers is not None and not (isinstance(n_workers, int) and n_workers >= 1):
+        raise ParameterError(f"n_workers={n_workers!r} (--workers) must be an integer >= 1")
     name = "dask" if scheduler else (engine or "local")
     if name not in ENGINES:
         raise ParameterError(f"engine={name!r} unknown; valid: {', '.join(ENGINES)}")

@@ -574,7 +574,8 @@ class _KMeansSweep:
             t0 = time.perf_counter()
             try:
                 f = self.fit(k)
-            except DesclusterError as exc:  # recorded; the sweep goes on (a lost cluster is not one of these)
+            except (DesclusterError, ValueError, np.linalg.LinAlgError) as exc:
+                # recorded, the sweep goes on, as in the local sweep; a cluster that lost every worker is not
                 rows.append(_failed_row(k, f"fit: {type(exc).__name__}: {exc}", time.perf_counter() - t0))
             else:
                 rows.append(self.row(k, f, time.perf_counter() - t0))
