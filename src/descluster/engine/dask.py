@@ -44,11 +44,13 @@ import numpy as np
 import dask
 import dask.array as da
 
+from ..cluster.sweep import SweepResult
 from ..errors import DesclusterError, ParameterError
+from ..outliers.neighbours import NeighbourIndex
 from ..rows import sample_rows
 from . import Engine
 
-__all__ = ["DaskEngine", "DaskIndex", "NpyBlocks", "block_moments", "merge_moments"]
+__all__ = ["DaskEngine", "DaskIndex", "DaskSweepResult", "NpyBlocks", "block_moments", "merge_moments"]
 
 log = logging.getLogger("descluster")
 
@@ -590,46 +592,41 @@ class _KMeansSweep:
                                engine=self.engine, X=self.Xd)
 
 
-def _sweep_result_class():
-    from ..cluster.sweep import SweepResult
+class DaskSweepResult(SweepResult):
+    """A :class:`~descluster.cluster.sweep.SweepResult` whose labels are computed per block on demand
+    (:meth:`labels_for`), never held for every k.
 
-    class DaskSweepResult(SweepResult):
-        """A :class:`~descluster.cluster.sweep.SweepResult` whose labels are computed per block on demand
-        (:meth:`labels_for`), never held for every k."""
+    Parameters
+    ----------
+    *args, **kw
+        Those of :class:`~descluster.cluster.sweep.SweepResult` (``labels`` empty).
+    engine : DaskEngine
+    X : dask.array.Array of shape (n, p)
+        The swept space.
+    """
 
-        def __init__(self, *args, engine=None, X=None, **kw):
-            super().__init__(*args, **kw)
-            self._engine, self._X = engine, X
+    def __init__(self, *args, engine=None, X=None, **kw):
+        super().__init__(*args, **kw)
+        self._engine, self._X = engine, X
 
-        def labels_for(self, k: int) -> np.ndarray:
-            """Labels (n,) int64 of ``k``: the nearest of its centres, per block on the workers.
+    def labels_for(self, k: int) -> np.ndarray:
+        """Labels (n,) int64 of ``k``: the nearest of its centres, per block on the workers.
 
-            Raises
-            ------
-            KeyError
-                If ``k`` was not swept or its fit failed.
-            """
-            if k not in self.centroids:
-                raise KeyError(f"k = {k} not in this sweep")
-            lab = self._X.map_blocks(_labels_map, self.centroids[k].astype(np.float64), dtype=np.int64, drop_axis=1)
-            return self._engine._compute(lab)[0]
-
-    return DaskSweepResult
-
-
-DaskSweepResult = _sweep_result_class()
+        Raises
+        ------
+        KeyError
+            If ``k`` was not swept or its fit failed.
+        """
+        if k not in self.centroids:
+            raise KeyError(f"k = {k} not in this sweep")
+        lab = self._X.map_blocks(_labels_map, self.centroids[k].astype(np.float64), dtype=np.int64, drop_axis=1)
+        return self._engine._compute(lab)[0]
 
 
 # --------------------------------------------------------------------------- neighbour index
 
 
-def _neighbour_base():
-    from ..outliers.neighbours import NeighbourIndex
-
-    return NeighbourIndex
-
-
-class DaskIndex(_neighbour_base()):
+class DaskIndex(NeighbourIndex):
     """A neighbour index searched per block of queries on the Dask workers.
 
     The configured index (``base``: a :data:`~descluster.outliers.neighbours.INDEXES` name or instance)
