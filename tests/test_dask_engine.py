@@ -39,7 +39,7 @@ def _planted(n=3000, k=6, seed=0, kinds=(("a", 48), ("b", 20))):
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = DaskEngine(n_workers=2, threads_per_worker=1, processes=False, block_rows=700)
+    eng = DaskEngine(n_workers=2, threads_per_worker=1, processes=False, block_rows=1000)
     yield eng
     eng.close()
 
@@ -48,7 +48,7 @@ def engine():
 def studies(engine):
     X, groups = _planted()
     case = descluster.Case.from_arrays(X, paths=[f"cam/{i:05d}.jpg" for i in range(len(groups))])
-    config = RunConfig.from_dict({}, k_min=2, k_max=9, algorithms=["kmeans"], preprocessings=["standard", "l2"],
+    config = RunConfig.from_dict({}, k_min=2, k_max=8, algorithms=["kmeans"], preprocessings=["standard", "l2"],
                                  embedding="pca", mixtures=False, detectors=["knn", "lof"],
                                  cluster={"params": {"kmeans": {"init_sample": 600}}})
     local = fit_study(case, config, progress=False)
@@ -121,7 +121,7 @@ def test_npy_blocks_read_by_path(tmp_path, engine):
     np.save(tmp_path / "x.npy", X)
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")
     Xd = engine.array(mm)
-    assert Xd.numblocks == (5, 1)
+    assert Xd.numblocks == (3, 1)
     assert "x.npy" in repr(NpyBlocks.of(mm).__reduce__())
     np.testing.assert_array_equal(engine.client.compute(Xd, sync=True), X)
 
