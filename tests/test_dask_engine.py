@@ -146,3 +146,15 @@ def test_engine_choice():
         descluster.Study(engine="spark")
     with use_engine(make_engine("local")) as eng:
         assert current_engine() is eng
+
+
+def test_cli_refuses_bad_engine_options(tmp_path, capsys):
+    from descluster.cli import main
+
+    X, _ = _planted(n=40, kinds=(("a", 8),))
+    (tmp_path / "case" / "descriptors").mkdir(parents=True)
+    np.save(tmp_path / "case" / "descriptors" / "a.npy", X["a"])
+    (tmp_path / "case" / "images_paths.csv").write_text("paths\n" + "\n".join(f"x/{i}.jpg" for i in range(40)) + "\n")
+    code = main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "out"), "--engine", "dask", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--workers" in err and "Traceback" not in err
