@@ -34,7 +34,6 @@ A worker lost mid-computation does not fail the run: the scheduler reruns its ta
 from __future__ import annotations
 
 import logging
-import math
 import time
 from types import SimpleNamespace
 from typing import Any
