@@ -514,6 +514,26 @@ def report_failure(exc: BaseException, out: Path | None = None) -> int:
         return 130
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else 2
+    print(f"descluster: error: {failure_message(exc, out)}", file=sys.stderr)
+    return 2
+
+
+def failure_message(exc: BaseException, out: Path | None = None) -> str:
+    """The one-line text of ``exc`` that :func:`report_failure` prints after ``descluster: error:``.
+
+    :func:`describe_failure` for an expected kind of failure; otherwise ``unexpected <type>: <message>``
+    naming the log file its traceback was written to (``OUT/descluster-error.log`` when ``out`` is a
+    folder, else the temporary folder).
+
+    Parameters
+    ----------
+    exc : BaseException
+    out : Path, optional
+
+    Returns
+    -------
+    str
+    """
     message = describe_failure(exc)
     if message is None:
         import tempfile
@@ -527,8 +547,7 @@ def report_failure(exc: BaseException, out: Path | None = None) -> int:
         except OSError:
             where = ""
         message = f"unexpected {type(exc).__name__}: {exc}{where}"
-    print(f"descluster: error: {message}", file=sys.stderr)
-    return 2
+    return message
 
 
 def describe_failure(exc: BaseException) -> str | None:
