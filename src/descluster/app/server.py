@@ -323,8 +323,8 @@ def serve(results, host: str = "127.0.0.1", port: int = 8765, images=None, token
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
     n = asgi.loader.n_images
-    print(f"descluster serve: {Path(results)} ({f'{n:,}' if n is not None else 'counting'} images; "
-          "the pages work while the session opens)")
+    count = f"{n:,} images; " if n is not None else ""
+    print(f"descluster serve: {Path(results)} ({count}the session opens in the background)")
     print(f"open: http://{shown}:{port}/?token={asgi.token}", flush=True)
     import uvicorn
 
