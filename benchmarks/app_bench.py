@@ -3,8 +3,11 @@
 Starts ``python -m descluster serve`` in a subprocess on a free port and measures, over HTTP
 (token in the ``X-Descluster-Token`` header):
 
-* ``url_s``: process start -> the URL printed (imports, opening the session);
-* ``first_page_s``: process start -> the task list (``GET /``) answered (the first page usable);
+* ``url_s``: process start -> the URL printed (the server listens then; the session opens in a
+  background thread after it);
+* ``loading_page_s``: process start -> the first answer to ``GET /`` (the self-reloading "loading N
+  images" page while the session opens, else the task list);
+* ``first_page_s``: process start -> the task list (``GET /`` answered 200: the first page usable);
   ``first_page_after_url_s`` the same from the moment the URL is printed (what a user opening it waits);
 * ``first_question_s``: the first ``GET /api/question`` of a new task (cluster cores of the space);
 * ``answer_next_ms``: ``POST /api/answer`` -> the next question in its response, median and p95
@@ -129,15 +132,22 @@ def main(argv: list[str] | None = None) -> int:
             base, token = url.split("/?token=")
             c = Client(base, token)
             t_url = time.perf_counter()
+            loading_page_s, loading_seen = None, False
             while True:
                 try:
                     status, page = c.call("/")
-                    break
                 except OSError:
                     time.sleep(0.02)
+                    continue
+                if loading_page_s is None:
+                    loading_page_s = time.perf_counter() - start
+                if status != 503:
+                    break
+                loading_seen = True
+                time.sleep(0.05)
             first_page_s = time.perf_counter() - start
             first_page_request_s = time.perf_counter() - t_url
-            assert status == 200, status
+            assert status == 200, (status, page[:300])
             sample()
             classes = [f"c{i}" for i in range(args.classes)]
             c.json("/api/tasks", {"name": "bench", "classes": classes})
@@ -174,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait()
     lat = np.asarray(lat)
     result = {"source": source, "rows": int(study.size), "build_s": round(build_s, 2), "url_s": round(url_s, 3),
+              "loading_page_s": round(loading_page_s, 3), "loading_page_seen": loading_seen,
               "first_page_s": round(first_page_s, 3), "first_page_after_url_s": round(first_page_request_s, 3),
               "first_question_s": round(first_question_s, 3),
               "answers": int(lat.size), "question_kinds": sorted(set(kinds)),

@@ -267,3 +267,62 @@ def test_failed_background_refit_is_shown(out, monkeypatch):
     S.refresh("kind")  # a refit that succeeds clears it
     assert c.get("/api/progress?task=kind").json()["refit_error"] is None
     app.labelling.close()
+
+
+def test_loading_state_until_the_session_is_open(out):
+    """The server answers while the session opens: a self-reloading page, 503 JSON with Retry-After."""
+    import threading
+
+    from descluster.app.views import LabellingApp
+
+    go = threading.Event()
+
+    def slow_open():
+        assert go.wait(60)
+        return LabellingApp(out, refit="sync")
+
+    app = create_app(out, token=TOKEN, hosts=["testserver"], background=True, open_app=slow_open)
+    c = TestClient(app)
+    assert c.get("/").status_code == 403  # the token rule holds while loading
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    n = len(pd.read_csv(out / "clusters.csv"))
+    for path in ("/", "/question?task=kind"):
+        r = c.get(path)
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", path
+        assert f"Loading {n:,} images" in r.text and '<meta http-equiv="refresh" content="1">' in r.text
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+    api = c.get("/api/tasks")
+    assert api.status_code == 503 and api.headers["retry-after"] == "1"
+    assert api.json() == {"error": f"the labelling session is still loading {n:,} images; retry in 1 s",
+                          "loading": True, "n_images": n}
+    assert c.post("/api/tasks", json={"name": "a", "classes": ["x"]}).status_code == 503
+    assert c.get("/static/app.css").status_code == 200
+    assert app.labelling is None and app.loader.state == "loading"
+    go.set()
+    assert app.loader.wait(60) and app.loader.state == "ready"
+    page = c.get("/")
+    assert page.status_code == 200 and "New task" in page.text and "Loading" not in page.text
+    assert c.get("/api/tasks").json() == {"tasks": []}
+    app.loader.thread.join(60)  # the warm-up after opening
+    app.loader.close()
+
+
+def test_failed_open_is_shown_and_reported(out):
+    from descluster.errors import CaseError
+
+    def broken():
+        raise CaseError(f"{out / 'clusters.csv'}: no column 'path'")
+
+    said = []
+    app = create_app(out, token=TOKEN, hosts=["testserver"], background=True, open_app=broken, report=said.append)
+    assert app.loader.wait(60) and app.loader.state == "failed"
+    assert said == [f"{out / 'clusters.csv'}: no column 'path'"]
+    c = TestClient(app)
+    c.cookies.set(TOKEN_COOKIE, TOKEN)
+    r = c.get("/")
+    assert r.status_code == 500 and "could not be opened" in r.text and "no column &#39;path&#39;" in r.text
+    assert "refresh" not in r.text and "retry-after" not in r.headers
+    api = c.get("/api/question?task=x")
+    assert api.status_code == 500 and api.json()["loading"] is False and "no column 'path'" in api.json()["error"]
+    with pytest.raises(CaseError):  # opened at once (the default), the error is raised
+        create_app(out, token=TOKEN, hosts=["testserver"], open_app=broken)

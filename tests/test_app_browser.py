@@ -72,12 +72,22 @@ class Server:
                 self.url = m.group(1)
                 break
         assert self.url, "server printed no URL:\n" + "".join(self.lines)
-        for _ in range(100):  # wait until uvicorn accepts connections
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+        import urllib.error
+        import urllib.request
+
+        base, token = self.url.split("/?token=")
+        for _ in range(600):  # wait until the session is open (the server answers 503 while it loads)
+            req = urllib.request.Request(base + "/api/tasks", headers={"x-descluster-token": token})
+            try:
+                with urllib.request.urlopen(req, timeout=10):
                     return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 503:
+                    raise AssertionError(f"server answered {exc.code}: {exc.read()[:300]!r}") from exc
+            except OSError:
+                pass
             time.sleep(0.1)
-        raise AssertionError("server does not listen")
+        raise AssertionError("server did not open its session in 60 s")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

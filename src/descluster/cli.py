@@ -181,23 +181,32 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "(default: a restricted unpickler that admits NumPy arrays only)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``descluster`` argument parser with its four sub-commands.
+def build_parser(labelling_only: bool = False) -> argparse.ArgumentParser:
+    """The ``descluster`` argument parser with its sub-commands.
 
     Every parser refuses abbreviated options (``allow_abbrev=False``) and suggests the
     nearest option for a mistyped one; every option's help states its default.
+
+    Parameters
+    ----------
+    labelling_only : bool
+        Add only the :data:`LABELLING_COMMANDS` (what ``main`` uses for ``serve``, whose start should
+        not wait for the study's option defaults: they import the scalers, backbones and scikit-learn).
 
     Returns
     -------
     argparse.ArgumentParser
     """
     from . import __version__
-    from .extract.backbones import BACKBONES, DEFAULT_BACKBONES
 
     parser = _Parser(prog="descluster", description=DESCRIPTION, epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"descluster {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if labelling_only:
+        _add_labelling_commands(sub)
+        return parser
+    from .extract.backbones import BACKBONES, DEFAULT_BACKBONES
 
     p = sub.add_parser("extract", help="compute descriptors for a folder or .zip of images -> a case folder",
                        description="Compute descriptors for every image of a folder or .zip (read in place, never "
@@ -426,7 +435,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``descluster`` command. Returns the process exit code."""
     from .progress import configure_logging
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(labelling_only=argv[:1] == ["serve"])
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -538,6 +548,26 @@ def report_failure(exc: BaseException, out: Path | None = None) -> int:
         return 130
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else 2
+    print(f"descluster: error: {failure_message(exc, out)}", file=sys.stderr)
+    return 2
+
+
+def failure_message(exc: BaseException, out: Path | None = None) -> str:
+    """The one-line text of ``exc`` that :func:`report_failure` prints after ``descluster: error:``.
+
+    :func:`describe_failure` for an expected kind of failure; otherwise ``unexpected <type>: <message>``
+    naming the log file its traceback was written to (``OUT/descluster-error.log`` when ``out`` is a
+    folder, else the temporary folder).
+
+    Parameters
+    ----------
+    exc : BaseException
+    out : Path, optional
+
+    Returns
+    -------
+    str
+    """
     message = describe_failure(exc)
     if message is None:
         import tempfile
@@ -551,8 +581,7 @@ def report_failure(exc: BaseException, out: Path | None = None) -> int:
         except OSError:
             where = ""
         message = f"unexpected {type(exc).__name__}: {exc}{where}"
-    print(f"descluster: error: {message}", file=sys.stderr)
-    return 2
+    return message
 
 
 def describe_failure(exc: BaseException) -> str | None:

@@ -12,7 +12,7 @@ browser says it is cross-site (``Sec-Fetch-Site``), and every request whose
 Refusals are ``403`` with a one-line text body.
 
 Image and static files are never looked up by a client-given path:
-thumbnails by row number (:mod:`descluster.app.server`, reading through
+thumbnails by row number (:mod:`descluster.app.views`, reading through
 :class:`~descluster.io.images.ImageSource`, which refuses ``..``, absolute
 paths and links leaving the image root), static files by name from a fixed
 list (:func:`static_file`).

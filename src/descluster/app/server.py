@@ -1,696 +1,337 @@
-"""The labelling web app: Starlette routes over a :class:`~descluster.labelling.Session`.
+"""Starting the labelling web app: listen first, open the session in the background.
 
 ``descluster serve OUT`` (:func:`serve`) opens the engine on a results folder
 (``OUT/labels.sqlite``, WAL, every answer committed before the response: see
 :mod:`descluster.labelling.store`) and serves, to this machine only unless
 ``--host`` says otherwise, and only with the printed token
-(:mod:`descluster.app.security`):
+(:mod:`descluster.app.security`), the pages and API of :mod:`descluster.app.views`.
 
-- ``/`` tasks with their progress (labelled share, estimated accuracy with
-  its 95 % interval, decisions) and a form to create one;
-- ``/question?task=T`` the engine's next question as a grid of up to 64
-  thumbnails, answered by keyboard; ``/map?task=T`` the run's 2-D map
-  (canvas) coloured by current label or confidence, with a lasso;
-  ``/clusters?task=T`` the study's clusters; ``/export?task=T`` the exports
-  of :mod:`descluster.labelling.export` and the decisions log;
-- ``/api/...`` JSON (and two binary arrays for the map) behind those pages;
-  ``/thumb/<row>`` a JPEG thumbnail of one row, read through
-  :class:`~descluster.io.images.ImageSource` (folder or zip, never unpacked)
-  and kept in a bounded in-memory cache.
-
-No silent overwrite between tabs: a state change names the question its page
-shows (``question``); when that question is no longer open (answered, undone or
-superseded elsewhere) the change is refused with ``409`` and the page reloads
-the current question.
+Opening the session reads ``clusters.csv`` and derives the object identities of
+every row (seconds at 400,000 rows), so :func:`serve` binds its socket and prints
+the URL first and :class:`AppLoader` opens the session in a background thread.
+Until it is ready, :class:`LoadingGate` answers every page with a small
+"loading N images" page that reloads itself each second (``503`` with
+``Retry-After``) and every API call with ``503`` and a JSON ``error``; when
+opening fails, pages show the error (``500``) and the terminal gets one
+``descluster: error:`` line. This module imports only the standard library at
+start; NumPy, pandas, scikit-learn, Starlette and the engine are imported by the
+loading thread.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import logging
-import math
-import os
 import socket
+import sys
 import threading
-from collections import OrderedDict
+import time
+from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
+from ..errors import ParameterError
+from .security import AccessControl, make_token, static_file
 
-from ..errors import DesclusterError, ImageReadError, LabellingError, ParameterError, UnsafePathError
-from ..labelling.session import Session
-from .security import AccessControl, SECURITY_HEADERS, make_token, static_file
-
-__all__ = ["LabellingApp", "create_app", "serve", "THUMB_SIZE", "MAP_SOURCE_FALLBACK"]
+__all__ = ["create_app", "serve", "AppLoader", "LoadingGate", "ServedApp", "count_rows", "template_env",
+           "RETRY_AFTER_S"]
 
 log = logging.getLogger("descluster")
 
-#: Longer side of a served thumbnail, pixels.
-THUMB_SIZE = 128
-#: Thumbnail cache size, bytes of JPEG data.
-THUMB_CACHE_BYTES = 64 << 20
-#: Images nearest the centre and at the edge of each cluster on the cluster view.
-N_CLUSTER_IMAGES = 8
-#: How the map is made when the run's cached 2-D map is not found.
-MAP_SOURCE_FALLBACK = "the first two components of the recommended space (the run's 2-D map was not found in its cache)"
-#: Most vertices of a lasso polygon.
-MAX_POLYGON = 2000
-#: Largest JSON body accepted, bytes.
-MAX_BODY = 1 << 20
+#: Seconds a client is asked to wait (``Retry-After``, and the loading page's reload).
+RETRY_AFTER_S = 1
+#: Path prefixes answered with JSON (not the loading page) while the session opens.
+API_PREFIXES = ("/api/", "/thumb/", "/export/")
 
 
-def _plain(obj):
-    """JSON default: NumPy scalars and arrays, paths, NaN-free floats."""
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+@lru_cache(maxsize=1)
+def template_env():
+    """The app's Jinja2 environment: package ``templates/``, autoescaped, undefined names an error."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("descluster.app", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
 
 
-def _clean(obj):
-    if isinstance(obj, float) and not math.isfinite(obj):
+def count_rows(results) -> int | None:
+    """Data rows of ``RESULTS/clusters.csv`` by counting its line ends (for the loading page), or None.
+
+    A count, not a parse: a path holding a quoted line break would count twice. None when the
+    file cannot be read.
+    """
+    try:
+        with open(Path(results) / "clusters.csv", "rb") as fh:
+            lines, last = 0, b"\n"
+            while chunk := fh.read(1 << 22):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+    except OSError:
         return None
-    if isinstance(obj, dict):
-        return {k: _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    return obj
+    return max(0, lines + (last != b"\n") - 1)
 
 
-class RefitErrors(logging.Handler):
-    """Keeps the newest background-refit failure of each task (the engine logs them and keeps the old fit).
+class AppLoader:
+    """Opens the :class:`~descluster.app.views.LabellingApp` (and its routes), in a thread or at once.
+
+    Parameters
+    ----------
+    open_app : callable
+        ``open_app() -> LabellingApp``; may raise (a :class:`~descluster.errors.DesclusterError`
+        naming the file, or anything else).
+    n_images : int, optional
+        Rows being loaded, shown on the loading page.
+    report : callable, optional
+        ``report(message)`` called once with the one-line failure text when opening fails.
 
     Attributes
     ----------
-    errors : dict of str -> str
-        Task -> ``"ExceptionType: message"`` of its newest failed refit; cleared by :meth:`clear`.
+    state : {"loading", "ready", "failed"}
+    error : str or None
+        The failure text (:func:`descluster.cli.failure_message`) when ``state == "failed"``.
+    labelling : LabellingApp or None
+        Set when ready.
+    asgi : starlette.applications.Starlette or None
+        The app's routes (:func:`~descluster.app.views.build_routes`), set when ready.
+    n_images : int or None
+    started : float
+        ``time.monotonic()`` at creation.
     """
 
-    PREFIX = "background refit of task "
+    def __init__(self, open_app, n_images: int | None = None, report=None):
+        self._open = open_app
+        self.n_images = n_images
+        self._report = report
+        self.state = "loading"
+        self.error: str | None = None
+        self.labelling = None
+        self.asgi = None
+        self.started = time.monotonic()
+        self._done = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+        self.thread: threading.Thread | None = None
 
-    def __init__(self):
-        super().__init__(level=logging.ERROR)
-        self.errors: dict[str, str] = {}
+    def load(self, warm: bool = False, raise_errors: bool = False) -> None:
+        """Open the app now (in this thread); then load the space, graph and map ahead when ``warm``.
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not str(record.msg).startswith(self.PREFIX) or not record.args:
+        Raises
+        ------
+        BaseException
+            Whatever opening raised, only when ``raise_errors`` (``state`` is ``"failed"`` either way).
+        """
+        try:
+            from .views import build_routes
+
+            labelling = self._open()
+            asgi = build_routes(labelling)
+        except BaseException as exc:  # noqa: BLE001 - every failure is shown on the page, not a traceback
+            from ..cli import failure_message
+
+            self.error = failure_message(exc)
+            self.state = "failed"
+            self._done.set()
+            if self._report is not None:
+                self._report(self.error)
+            if raise_errors:
+                raise
             return
-        exc = record.exc_info[1] if record.exc_info else None
-        self.errors[str(record.args[0])] = f"{type(exc).__name__}: {exc}" if exc is not None else record.getMessage()
+        with self._lock:
+            if self._closed:  # the server stopped while the session was opening
+                labelling.close()
+                self._done.set()
+                return
+            self.labelling, self.asgi, self.state = labelling, asgi, "ready"
+        self._done.set()
+        if warm:
+            labelling.warm()
 
-    def clear(self, task: str) -> None:
-        """Forget the failure of ``task`` (a later refit succeeded)."""
-        self.errors.pop(task, None)
+    def start(self) -> threading.Thread:
+        """Open the app in a daemon thread (then warm it); returns the thread."""
+        self.thread = threading.Thread(target=self.load, kwargs={"warm": True}, name="descluster-load", daemon=True)
+        self.thread.start()
+        return self.thread
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until opening has finished (ready or failed); False on timeout."""
+        return self._done.wait(timeout)
+
+    def close(self) -> None:
+        """Close the session if it is open; one that finishes opening later is closed at once."""
+        with self._lock:
+            self._closed = True
+            labelling = self.labelling
+        if labelling is not None:
+            labelling.close()
 
 
-class LabellingApp:
-    """State of one running app: the session, the image source, caches and the page templates.
+class LoadingGate:
+    """ASGI app in front of the routes: passes every request on once the loader is ready.
+
+    Before that: ``/static/<name>`` as usual; paths under :data:`API_PREFIXES` get JSON
+    (``503`` + ``Retry-After`` with ``{"error", "loading": true, "n_images"}`` while loading,
+    ``500`` with ``{"error", "loading": false}`` after a failure); every other path gets the
+    ``loading.html`` page (``503``, reloading itself every :data:`RETRY_AFTER_S` s) or the failure
+    page (``500``). Other scope types (lifespan) are ignored until ready.
+
+    Parameters
+    ----------
+    loader : AppLoader
+    """
+
+    def __init__(self, loader: AppLoader):
+        self.loader = loader
+
+    async def __call__(self, scope, receive, send):
+        asgi = self.loader.asgi
+        if asgi is not None:
+            return await asgi(scope, receive, send)
+        if scope["type"] != "http":
+            return None
+        import json
+
+        L = self.loader
+        path = scope.get("path", "/")
+        failed = L.state == "failed"
+        headers = [] if failed else [(b"retry-after", str(RETRY_AFTER_S).encode())]
+        status = 500 if failed else 503
+        if path.startswith("/static/"):
+            got = static_file(path[len("/static/"):])
+            if got is None:
+                return await _respond(send, 404, b"not found", "text/plain; charset=utf-8")
+            return await _respond(send, 200, got[0], got[1], [(b"cache-control", b"private, max-age=60")])
+        what = f"{L.n_images:,} images" if L.n_images is not None else "the images"
+        if path.startswith(API_PREFIXES):
+            if failed:
+                doc = {"error": f"the labelling session could not be opened: {L.error}", "loading": False}
+            else:
+                doc = {"error": f"the labelling session is still loading {what}; retry in {RETRY_AFTER_S} s",
+                       "loading": True, "n_images": L.n_images}
+            return await _respond(send, status, json.dumps(doc).encode(), "application/json", headers)
+        html = template_env().get_template("loading.html").render(
+            failed=failed, error=L.error or "", what=what, refresh=RETRY_AFTER_S,
+            elapsed=round(time.monotonic() - L.started))
+        return await _respond(send, status, html.encode("utf-8"), "text/html; charset=utf-8", headers)
+
+
+async def _respond(send, status: int, body: bytes, media: str, extra=()) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", media.encode("latin-1")), (b"content-length", str(len(body)).encode()),
+                            *extra]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ServedApp(AccessControl):
+    """The access-controlled app (:class:`~descluster.app.security.AccessControl` over a :class:`LoadingGate`).
+
+    Attributes
+    ----------
+    loader : AppLoader
+    labelling : LabellingApp or None
+        The loader's app (None until it is ready).
+    token : str
+    """
+
+    def __init__(self, loader: AppLoader, token: str, hosts):
+        super().__init__(LoadingGate(loader), token, hosts=hosts)
+        self.loader = loader
+
+    @property
+    def labelling(self):
+        return self.loader.labelling
+
+
+def create_app(results, images=None, db=None, token: str | None = None, hosts=None, refit: str = "background",
+               background: bool = False, open_app=None, report=None) -> ServedApp:
+    """The ASGI app: the labelling routes behind the loading gate and the access rules.
 
     Parameters
     ----------
     results : str or PathLike
         A ``descluster run`` results folder.
-    images : str or PathLike, optional
-        Image folder or zip, if not the one in ``manifest.json``.
-    db : str or PathLike, optional
-        Session database (default ``RESULTS/labels.sqlite``).
-    refit : {"background", "sync"}
-        Passed to :class:`~descluster.labelling.Session`; the app uses ``background``
-        so an answer never waits for a refit.
-
-    Raises
-    ------
-    CaseError, LabellingError
-        From the session (incomplete results folder, foreign database).
-    """
-
-    def __init__(self, results, images=None, db=None, refit: str = "background"):
-        import jinja2
-        import pandas as pd
-
-        self.session = Session(results, db=db, refit=refit, images=images)
-        self.refit_errors = RefitErrors()
-        log.addHandler(self.refit_errors)
-        self.data = self.session.results
-        self.root = self.data.root
-        self._mutate = threading.Lock()
-        self._thumbs: OrderedDict[int, bytes] = OrderedDict()
-        self._thumb_bytes = 0
-        self._thumb_lock = threading.Lock()
-        self._map: tuple[np.ndarray, str] | None = None
-        self._clusters: list[dict] | None = None
-        self._map_lock = threading.Lock()
-        try:
-            self.source = self.data.image_source()
-            self.source_error = None
-        except DesclusterError as exc:
-            self.source, self.source_error = None, str(exc)
-        facts = self.root / "cluster_facts.csv"
-        self.facts: dict[int, str] = {}
-        if facts.is_file():
-            table = pd.read_csv(facts)
-            if {"cluster", "description"} <= set(table.columns):
-                self.facts = {int(c): str(d) for c, d in zip(table["cluster"], table["description"]) if pd.notna(d)}
-        self.env = jinja2.Environment(loader=jinja2.PackageLoader("descluster.app", "templates"),
-                                      autoescape=True, undefined=jinja2.StrictUndefined)
-
-    def close(self) -> None:
-        """Close the session and stop collecting refit errors."""
-        log.removeHandler(self.refit_errors)
-        self.session.close()
-
-    def warm(self) -> None:
-        """Load the recommended space, its kNN graph and the map ahead of the first question (errors logged)."""
-        try:
-            self.data.space(self.data.recommended)
-            self.data.graph(self.data.recommended)
-            self.map_points()
-        except Exception:  # warming is an optimisation: the request that needs it reports the error
-            log.exception("warming the labelling app failed")
-
-    # ------------------------------------------------------------------ pieces
-    def task_names(self) -> list[str]:
-        """Names of the session's tasks, in creation order."""
-        return [t["name"] for t in self.session.tasks()]
-
-    def progress(self, task: str) -> dict:
-        """The engine's progress dict of ``task`` (JSON-ready), plus ``refit_error``: the newest failed
-        background refit when the figures come from an older fit (None otherwise)."""
-        p = json.loads(json.dumps(self.session.progress(task), default=_plain))
-        if p.get("fit_version") is not None and p["fit_version"] == p.get("version"):
-            self.refit_errors.clear(task)
-        p["refit_error"] = self.refit_errors.errors.get(task)
-        return _clean(p)
-
-    def question_json(self, q) -> dict | None:
-        """A question for the page: shown rows with paths, proposal, texts, the cluster's description."""
-        if q is None:
-            return None
-        meta = dict(q.meta)
-        cluster_text = ""
-        if "cluster" in meta and meta.get("space") == self.data.recommended:
-            cluster_text = self.facts.get(int(meta["cluster"]), "")
-        return _clean({"id": q.id, "task": q.task, "kind": q.kind, "n_rows": len(q.rows),
-                       "shown": [{"row": int(r), "path": self.data.paths[int(r)]} for r in q.shown],
-                       "proposed": q.proposed, "confidence": q.confidence, "description": q.description,
-                       "reason": q.reason, "cluster_description": cluster_text,
-                       "classes": list(self.session.state(q.task).classes)})
-
-    def thumbnail(self, row: int) -> bytes:
-        """JPEG bytes of the thumbnail of ``row`` (cached).
-
-        Raises
-        ------
-        LabellingError
-            Row out of range or no image source.
-        UnsafePathError, ImageReadError
-            From :class:`~descluster.io.images.ImageSource`.
-        """
-        if not 0 <= row < self.data.n_samples:
-            raise LabellingError(f"row {row} is outside 0..{self.data.n_samples - 1}")
-        with self._thumb_lock:
-            hit = self._thumbs.get(row)
-            if hit is not None:
-                self._thumbs.move_to_end(row)
-                return hit
-        if self.source is None:
-            raise LabellingError(self.source_error or "no image folder or zip")
-        im = self.source.thumbnail(self.data.paths[row], THUMB_SIZE)
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
-        data = buf.getvalue()
-        with self._thumb_lock:
-            if row not in self._thumbs:
-                self._thumbs[row] = data
-                self._thumb_bytes += len(data)
-                while self._thumb_bytes > THUMB_CACHE_BYTES and self._thumbs:
-                    _, old = self._thumbs.popitem(last=False)
-                    self._thumb_bytes -= len(old)
-        return data
-
-    def map_points(self) -> tuple[np.ndarray, str]:
-        """The run's 2-D map: ``(Y, how)``, Y of shape (n_samples, 2), float32.
-
-        The map the run drew (its stage cache, entry ``embedding`` of the
-        recommended space), else :data:`MAP_SOURCE_FALLBACK`.
-        """
-        with self._map_lock:
-            if self._map is None:
-                self._map = self._load_map()
-            return self._map
-
-    def _load_map(self) -> tuple[np.ndarray, str]:
-        from ..cache import StageCache, stable_hash
-
-        rec = self.data.recommended
-        labels = self.data.clusterings[rec]
-        model = self.root / "model" / "model.json"
-        fingerprint = None
-        if model.is_file():
-            try:
-                spaces = json.loads(model.read_text()).get("spaces", [])
-                fingerprint = next((s["id"]["fingerprint"] for s in spaces if s.get("key") == rec), None)
-            except (ValueError, KeyError, TypeError):
-                fingerprint = None
-        params_doc = self.data.manifest.get("parameters", {})
-        method = params_doc.get("embedding", {}).get("method")
-        if fingerprint is not None and method is not None:
-            params = {"space": fingerprint, "method": method, "seed": params_doc.get("seed", 0),
-                      "labels": stable_hash(np.bincount(labels + 1).tolist())}
-            cache = StageCache(self.root / ".cache")
-            entry = cache.load("embedding", cache.key("embedding", params)) if cache.has("embedding", params) else None
-            if entry is not None and entry.arrays.get("Y") is not None and entry.arrays["Y"].shape == (self.data.n_samples, 2):
-                return np.ascontiguousarray(entry.arrays["Y"], dtype=np.float32), str(entry.meta.get("how", method))
-        X = self.data.space(rec)
-        Y = np.zeros((self.data.n_samples, 2), np.float32)
-        Y[:, : min(2, X.shape[1])] = X[:, :2]
-        return Y, MAP_SOURCE_FALLBACK
-
-    def final_labels(self, task: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Current label (class index, -1 none) and confidence of every row, and the classes.
-
-        Answered rows keep their answer (confidence 1 when shown); the others take
-        the newest finished propagation (none before the first fit).
-        """
-        pred = self.session.prediction(task)
-        st = self.session.state(task)
-        if pred is not None and pred.pred.shape[0] == st.n_samples:
-            label, conf = pred.pred.copy(), pred.conf.astype(np.float32).copy()
-        else:
-            label, conf = np.full(st.n_samples, -1, np.int32), np.zeros(st.n_samples, np.float32)
-        ans = st.labelled
-        label[ans] = st.label[ans]
-        conf[ans] = np.where(st.source[ans] == 1, 1.0, st.group_share[ans])
-        return label, conf, list(st.classes)
-
-    def clusters(self) -> list[dict]:
-        """The recommended clustering: ``cluster``, ``size``, ``description``, ``centre`` and ``edge`` rows."""
-        with self._map_lock:
-            if self._clusters is None:
-                rec = self.data.recommended
-                labels = self.data.clusterings[rec]
-                X = self.data.space(rec)
-                order = np.argsort(labels, kind="stable")
-                bounds = np.flatnonzero(np.diff(labels[order])) + 1
-                out = []
-                for members in np.split(order, bounds):
-                    c = int(labels[members[0]])
-                    Xc = np.asarray(X[members], dtype=np.float32)
-                    d = np.linalg.norm(Xc - Xc.mean(axis=0), axis=1)
-                    by = np.argsort(d, kind="stable")
-                    k = min(N_CLUSTER_IMAGES, members.size)
-                    out.append({"cluster": c, "size": int(members.size), "description": self.facts.get(c, ""),
-                                "centre": members[by[:k]].tolist(), "edge": members[by[::-1][:k]].tolist(),
-                                "members": members})
-                out.sort(key=lambda r: (-r["size"], r["cluster"]))
-                self._clusters = out
-            return self._clusters
-
-    def page(self, name: str, **context) -> str:
-        """Render template ``name`` (autoescaped)."""
-        return self.env.get_template(name).render(**context)
-
-
-# ---------------------------------------------------------------------- the Starlette app
-def create_app(results, images=None, db=None, token: str | None = None, hosts=None, refit: str = "background"):
-    """The ASGI app: :class:`LabellingApp` routes wrapped in :class:`~descluster.app.security.AccessControl`.
-
-    Parameters
-    ----------
-    results, images, db, refit
-        See :class:`LabellingApp`.
+    images, db, refit
+        See :class:`~descluster.app.views.LabellingApp`.
     token : str, optional
         Access token (default a fresh :func:`~descluster.app.security.make_token`).
     hosts : iterable of str, optional
         Host names accepted in the ``Host`` header (default loopback names).
+    background : bool
+        Open the session in a background thread (:meth:`AppLoader.start`) and answer with the
+        loading state meanwhile; default False: opened before returning.
+    open_app : callable, optional
+        ``open_app() -> LabellingApp`` instead of opening ``results`` (tests).
+    report : callable, optional
+        ``report(message)`` on a failure to open (see :class:`AppLoader`).
 
     Returns
     -------
-    AccessControl
-        The ASGI application; ``.token`` and ``.labelling`` (the :class:`LabellingApp`) on it.
+    ServedApp
+        ``.token``, ``.loader`` and ``.labelling`` on it.
+
+    Raises
+    ------
+    CaseError, LabellingError
+        From the session, when not ``background``.
     """
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
-    from starlette.routing import Route
+    if open_app is None:
+        def open_app():
+            from .views import LabellingApp
 
-    app = LabellingApp(results, images=images, db=db, refit=refit)
-    S = app.session
-
-    def js(obj, status: int = 200) -> Response:
-        return Response(json.dumps(_clean(obj), default=_plain, ensure_ascii=False), status_code=status,
-                        media_type="application/json")
-
-    def fail(status: int, message: str) -> Response:
-        return js({"error": message}, status)
-
-    def task_of(request) -> str:
-        task = request.query_params.get("task", "")
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}; tasks: {app.task_names()}")
-        return task
-
-    async def body(request) -> dict:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise LabellingError("request body too large")
-        try:
-            data = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise LabellingError(f"request body is not JSON ({exc})") from exc
-        if not isinstance(data, dict):
-            raise LabellingError("request body must be a JSON object")
-        return data
-
-    def guarded(fn):
-        """Map engine errors to HTTP: stale question 409, bad input 400, unsafe path 403."""
-        async def endpoint(request):
-            try:
-                return await fn(request)
-            except Stale as exc:
-                return fail(409, str(exc))
-            except UnsafePathError as exc:
-                return fail(403, str(exc))
-            except DesclusterError as exc:
-                return fail(400, str(exc))
-        return endpoint
-
-    def check_open(task: str, question_id) -> None:
-        """Refuse (409) a change made from a page whose question is no longer the task's open one."""
-        if question_id in (None, ""):
-            open_q = S.log.open_question(task)
-            if open_q is not None:
-                raise Stale(f"task {task!r} has an open question {open_q['id']} this page did not show; reload")
-            return
-        try:
-            status, q = S.question(str(question_id))
-        except LabellingError as exc:
-            raise Stale(str(exc)) from exc
-        if q.task != task:
-            raise Stale(f"question {question_id} belongs to task {q.task!r}, not {task!r}")
-        if status != "open":
-            raise Stale(f"question {question_id} is {status} already (another tab or an undo); "
-                        "the page shows the current question")
-
-    def next_payload(task: str) -> dict:
-        q = S.next_question(task)
-        return {"question": app.question_json(q), "progress": app.progress(task)}
-
-    # -------------------------------------------------------------- pages
-    def render(name: str, view: str, task: str | None = None, **extra) -> HTMLResponse:
-        tasks = S.tasks()
-        data = {"view": view, "task": task, "n_samples": app.data.n_samples, **extra}
-        return HTMLResponse(app.page(name, view=view, task=task, tasks=tasks, data=data,
-                                     root=str(app.root), n_samples=app.data.n_samples, **extra))
-
-    async def home(request):
-        rows = []
-        for t in S.tasks():
-            p = await run(app.progress, t["name"])
-            rows.append({**t, "progress": p})
-        return render("tasks.html", "tasks", rows=rows, images=str(app.data.image_root or ""),
-                      image_error=app.source_error or "")
-
-    def task_page(template: str, view: str):
-        async def page(request):
-            task = request.query_params.get("task", "")
-            if task not in app.task_names():
-                return RedirectResponse("/", status_code=303)
-            return render(template, view, task)
-        return page
-
-    async def clusters_page(request):
-        task = request.query_params.get("task", "")
-        if task not in app.task_names():
-            return RedirectResponse("/", status_code=303)
-        rows = await run(cluster_rows, task)
-        return render("clusters.html", "clusters", task, clusters=rows, space=app.data.recommended,
-                      tree=None)
-
-    def cluster_rows(task: str) -> list[dict]:
-        label, conf, classes = app.final_labels(task)
-        out = []
-        for c in app.clusters():
-            lab = label[c["members"]]
-            lab = lab[lab >= 0]
-            if lab.size:
-                counts = np.bincount(lab, minlength=len(classes))
-                top = int(counts.argmax())
-                purity, name = float(counts[top] / lab.size), classes[top]
-            else:
-                purity, name = None, ""
-            out.append({"cluster": c["cluster"], "size": c["size"], "description": c["description"],
-                        "centre": c["centre"], "edge": c["edge"], "purity": purity, "label": name,
-                        "reached": int(lab.size)})
-        return out
-
-    # -------------------------------------------------------------- API
-    async def api_tasks(request):
-        if request.method == "GET":
-            return js({"tasks": S.tasks()})
-        data = await body(request)
-        name, classes = data.get("name"), data.get("classes", [])
-        if isinstance(classes, str):
-            classes = [c.strip() for c in classes.split(",") if c.strip()]
-        if not isinstance(classes, list):
-            raise LabellingError("classes must be a list of strings")
-        with app._mutate:
-            task = S.add_task(name, classes)
-        return js({"task": task})
-
-    async def api_classes(request):
-        data = await body(request)
-        with app._mutate:
-            classes = S.add_class(str(data.get("task", "")), data.get("class"))
-        return js({"classes": classes})
-
-    async def api_question(request):
-        task = task_of(request)
-        return js(await run(next_payload, task))
-
-    async def api_progress(request):
-        return js(app.progress(task_of(request)))
-
-    def do_answer(task: str, data: dict) -> dict:
-        qid = data.get("question")
-        action = data.get("action")
-        with app._mutate:
-            check_open(task, qid)
-            if action == "skip":
-                S.skip(qid)
-                result = {"action": "skip"}
-            elif action in ("name", "split", "junk"):
-                marks = data.get("marks") or []
-                if not isinstance(marks, list) or not all(isinstance(m, list) and len(m) == 2 for m in marks):
-                    raise LabellingError("marks must be a list of [row, class] pairs")
-                result = S.answer(qid, label=data.get("label") if action == "name" else None,
-                                  marks={int(r): str(c) for r, c in marks}, split=action == "split",
-                                  junk=action == "junk")
-            else:
-                raise LabellingError(f"action {action!r}: use name, split, junk or skip")
-        return {"result": result, **next_payload(task)}
-
-    async def api_answer(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_answer, task, data))
-
-    def do_undo(task: str, data: dict) -> dict:
-        with app._mutate:
-            check_open(task, data.get("question"))
-            undone = S.undo(task)
-        return {"undone": undone, **next_payload(task)}
-
-    async def api_undo(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_undo, task, data))
-
-    async def api_map_meta(request):
-        Y, how = await run(app.map_points)
-        lo, hi = Y.min(axis=0), Y.max(axis=0)
-        return js({"n": int(Y.shape[0]), "how": how, "bounds": [float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])]})
-
-    async def api_map_points(request):
-        Y, _ = await run(app.map_points)
-        return Response(Y.astype("<f4").tobytes(), media_type="application/octet-stream")
-
-    async def api_map_labels(request):
-        task = task_of(request)
-        label, conf, classes = await run(app.final_labels, task)
-        codes = np.where(label >= 0, np.minimum(label + 1, 255), 0).astype(np.uint8)
-        c8 = np.clip(np.round(conf * 255), 0, 255).astype(np.uint8)
-        return Response(np.concatenate([codes, c8]).tobytes(), media_type="application/octet-stream",
-                        headers={"x-classes": json.dumps(classes, ensure_ascii=True)})
-
-    def do_lasso(task: str, data: dict) -> dict:
-        from matplotlib.path import Path as Polygon
-
-        poly = data.get("polygon")
-        if not isinstance(poly, list) or not 3 <= len(poly) <= MAX_POLYGON:
-            raise LabellingError(f"polygon must be a list of 3..{MAX_POLYGON} [x, y] points")
-        try:
-            P = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-        except (TypeError, ValueError) as exc:
-            raise LabellingError(f"polygon: not [x, y] numbers ({exc})") from exc
-        Y, _ = app.map_points()
-        rows = np.flatnonzero(Polygon(P).contains_points(Y))
-        if rows.size == 0:
-            raise LabellingError("the lasso holds no image")
-        action = data.get("action", "ask")
-        with app._mutate:
-            q = S.ask_group(task, rows, description=f"{rows.size:,} images lassoed on the map")
-            if action == "label":
-                S.answer(q.id, label=data.get("label"))
-            elif action != "ask":
-                raise LabellingError(f"action {action!r}: use ask or label")
-        return {"rows": int(rows.size), "question": app.question_json(q) if action == "ask" else None,
-                "progress": app.progress(task)}
-
-    async def api_lasso(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_lasso, task, data))
-
-    async def thumb(request):
-        try:
-            row = int(request.path_params["row"])
-        except ValueError:
-            return PlainTextResponse("not found", status_code=404)
-        try:
-            data = await run(app.thumbnail, row)
-        except UnsafePathError as exc:
-            return PlainTextResponse(str(exc), status_code=403)
-        except (ImageReadError, LabellingError) as exc:
-            return PlainTextResponse(str(exc), status_code=404)
-        return Response(data, media_type="image/jpeg", headers={"cache-control": "private, max-age=3600"})
-
-    async def static(request):
-        got = static_file(request.path_params["name"])
-        if got is None:
-            return PlainTextResponse("not found", status_code=404)
-        return Response(got[0], media_type=got[1], headers={"cache-control": "private, max-age=60"})
-
-    EXPORTS = {"labels.csv": "text/csv", "label_studio.json": "application/json", "images.zip": "application/zip",
-               "decisions.csv": "text/csv"}
-
-    def do_export(kind: str, tasks) -> Path:
-        from ..io.atomic import write_csv
-        from ..labelling.export import export_image_folders, export_label_studio, export_labels_csv
-
-        folder = app.root / "exports"
-        folder.mkdir(exist_ok=True)
-        target = folder / kind
-        if kind == "labels.csv":
-            return export_labels_csv(S, target, tasks)
-        if kind == "label_studio.json":
-            return export_label_studio(S, target, tasks)
-        if kind == "images.zip":
-            return export_image_folders(S, target, tasks, mode="zip")
-        write_csv(target, S.decisions(tasks[0] if tasks else None))
-        return target
-
-    async def export(request):
-        kind = request.path_params["kind"]
-        if kind not in EXPORTS:
-            return PlainTextResponse("not found", status_code=404)
-        task = request.query_params.get("task")
-        tasks = None
-        if task:
-            tasks = [task_of(request)]
-        path = await run(do_export, kind, tasks)
-        return FileResponse(path, media_type=EXPORTS[kind], filename=kind)
-
-    routes = [
-        Route("/", home),
-        Route("/question", task_page("question.html", "question")),
-        Route("/map", task_page("map.html", "map")),
-        Route("/clusters", guarded(clusters_page)),
-        Route("/export", task_page("export.html", "export")),
-        Route("/api/tasks", guarded(api_tasks), methods=["GET", "POST"]),
-        Route("/api/classes", guarded(api_classes), methods=["POST"]),
-        Route("/api/question", guarded(api_question)),
-        Route("/api/progress", guarded(api_progress)),
-        Route("/api/answer", guarded(api_answer), methods=["POST"]),
-        Route("/api/undo", guarded(api_undo), methods=["POST"]),
-        Route("/api/lasso", guarded(api_lasso), methods=["POST"]),
-        Route("/api/map/meta", guarded(api_map_meta)),
-        Route("/api/map/points", guarded(api_map_points)),
-        Route("/api/map/labels", guarded(api_map_labels)),
-        Route("/thumb/{row}", thumb),
-        Route("/static/{name}", static),
-        Route("/export/{kind}", guarded(export)),
-    ]
-    star = Starlette(routes=routes)
-    token = token or make_token()
-    wrapped = AccessControl(star, token, hosts=hosts or ("127.0.0.1", "localhost", "::1"))
-    wrapped.labelling = app
-    return wrapped
-
-
-class Stale(LabellingError):
-    """A change made from a page showing a question that is no longer open (HTTP 409)."""
-
-
-async def run(fn, *args):
-    """Run blocking engine work in Starlette's thread pool."""
-    from starlette.concurrency import run_in_threadpool
-
-    return await run_in_threadpool(fn, *args)
+            return LabellingApp(results, images=images, db=db, refit=refit)
+    loader = AppLoader(open_app, n_images=count_rows(results), report=report)
+    app = ServedApp(loader, token or make_token(), hosts=hosts or ("127.0.0.1", "localhost", "::1"))
+    if background:
+        loader.start()
+    else:
+        loader.load(raise_errors=True)
+    return app
 
 
 def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
 
 
+def _print_error(message: str) -> None:
+    print(f"descluster: error: {message}", file=sys.stderr, flush=True)
+
+
 def serve(results, host: str = "127.0.0.1", port: int = 8765, images=None, token: str | None = None) -> int:
-    """Start the app on ``host:port`` and print its URL with the access token; returns 0 when stopped.
+    """Listen on ``host:port``, print the URL with the access token, then open the session in the background.
+
+    Returns 0 when stopped (Ctrl-C), 2 when the session could not be opened (its error was printed as
+    one ``descluster: error:`` line and shown on the pages until then).
 
     Raises
     ------
     ParameterError
         Bad port or the address is in use.
-    CaseError, LabellingError
-        From the session.
     """
-    import uvicorn
-
     if not 0 < int(port) < 65536:
         raise ParameterError(f"--port {port}: must be within 1..65535")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, int(port)))
-        except OSError as exc:
-            raise ParameterError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
-                                 "give another --port") from exc
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ParameterError(f"--host {host} --port {port}: cannot listen there ({exc.strerror}); "
+                             "give another --port") from exc
     hosts = ["127.0.0.1", "localhost", "::1", host]
     if not _loopback(host):
         hosts = ["*"]  # reachable under any name of this machine: the token is the only guard
         print(f"warning: listening on {host}, reachable from other machines (the token is still required)")
-    asgi = create_app(results, images=images, token=token, hosts=hosts)
-    threading.Thread(target=asgi.labelling.warm, name="descluster-warm", daemon=True).start()
+    asgi = create_app(results, images=images, token=token, hosts=hosts, background=True, report=_print_error)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     shown = f"[{shown}]" if ":" in shown else shown
-    print(f"descluster serve: {asgi.labelling.root} ({asgi.labelling.data.n_samples:,} images)")
+    n = asgi.loader.n_images
+    count = f"{n:,} images; " if n is not None else ""
+    print(f"descluster serve: {Path(results)} ({count}the session opens in the background)")
     print(f"open: http://{shown}:{port}/?token={asgi.token}", flush=True)
-    config = uvicorn.Config(asgi, host=host, port=int(port), log_level="warning", access_log=False)
+    import uvicorn
+
+    config = uvicorn.Config(asgi, host=host, port=int(port), log_level="warning", access_log=False, lifespan="off")
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
-        asgi.labelling.close()
-    return 0
+        asgi.loader.close()
+        sock.close()
+    return 2 if asgi.loader.state == "failed" else 0
