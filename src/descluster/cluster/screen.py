@@ -45,10 +45,13 @@ PROJECTION_DIMS = 4
 
 def _project(X, idx_fit: np.ndarray, dims: int, chunk: int = 16_384) -> np.ndarray:
     """(n, dims) float32: rows of ``X`` on the top ``dims`` principal axes of ``X[idx_fit]``."""
-    S = np.asarray(X[idx_fit], dtype=np.float64)
-    mean = S.mean(axis=0)
-    _, _, vt = np.linalg.svd(S - mean, full_matrices=False)
-    V = vt[:dims].T.astype(np.float32)
+    from sklearn.utils.extmath import randomized_svd
+
+    S = np.asarray(X[idx_fit], dtype=np.float32)
+    mean = S.mean(axis=0, dtype=np.float64)
+    # randomized SVD (Halko et al. 2011): O(rows x width x dims), not the full SVD's O(rows x width^2)
+    _, _, vt = randomized_svd(S - mean.astype(np.float32), n_components=min(dims, *S.shape), random_state=0)
+    V = vt.T.astype(np.float32)
     out = np.empty((X.shape[0], V.shape[1]), np.float32)
     m32 = mean.astype(np.float32)
     for a in range(0, X.shape[0], chunk):
