@@ -22,7 +22,7 @@ def _planted(n=2400, k=4, seed=0):
     return Case.from_arrays(desc, [f"img{i}.jpg" for i in range(n)]), truth
 
 
-BASE = dict(preprocessings=("standard", "l2"), algorithms=("kmeans", "gmm"), k_max=7, stability_rows=300,
+BASE = dict(preprocessings=("standard", "l2"), algorithms=("kmeans", "gmm"), k_max=6, stability_rows=300,
             silhouette_sample=800, outliers=False, embedding="pca", screen_rows=1000, screen_bootstrap=20)
 
 
