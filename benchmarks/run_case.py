@@ -26,6 +26,12 @@ study     the whole ``descluster run`` (``--preprocessing``,   -- (the stages ab
           wall time per pipeline stage (manifest.json) and
           the peak RSS of the whole process tree (psutil,
           sampled every 0.5 s, parallel workers summed)
+default   the default ``descluster run`` (screened: every      ``descluster run --exhaustive`` (every
+          configuration on a stratified sample, finalists on   configuration on all rows), one after the
+          all rows; pixel checks when the case has images)     other: both recommendations, NMI of
+                                                               clusters.csv against truth.csv ``cluster``
+                                                               and the outlier AUC of outliers.csv
+                                                               ``score`` against ``is_outlier``
 ========  ===================================================  ==========================================
 
 ``--ref-rows M`` runs the references (and a parity copy of ours) on the first
@@ -36,6 +42,7 @@ Usage::
     python benchmarks/run_case.py /tmp/bigcase                       # everything, full size
     python benchmarks/run_case.py /tmp/small --rows 5000 --name ci-5000
     python benchmarks/run_case.py /tmp/bigcase --stages study --name veriwild-synthetic-416314-study
+    python benchmarks/run_case.py /tmp/case104k --stages default --name default-104078
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-STAGES = ("load", "scale", "pca", "reduce", "kmeans", "sweep", "metrics", "study")
+STAGES = ("load", "scale", "pca", "reduce", "kmeans", "sweep", "metrics", "study", "default")
 WIDE = "efficientnet-b7"
 
 
@@ -251,7 +258,7 @@ def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extr
     if rows:
         raise SystemExit("--rows with the study stage: make a smaller case with make_case.py --rows N instead")
     cmd = [sys.executable, "-m", "descluster", "run", str(case), "--out", str(out),
-           "--preprocessing", preprocessings, *(extra or [])]
+           *(["--preprocessing", preprocessings] if preprocessings else []), *(extra or [])]
     t0 = time.perf_counter()
     log = open(out.parent / f"{out.name}.log", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
@@ -288,6 +295,42 @@ def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extr
     rec = comp[comp["recommended"].astype(bool)] if "recommended" in comp else comp.head(1)
     res["values"]["recommended"] = rec.iloc[0][["descriptor", "preprocessing", "algorithm", "k"]].astype(str).to_dict()
     return res
+
+
+def truth_scores(case: Path, out: Path) -> dict:
+    """NMI of ``clusters.csv`` against ``truth.csv``'s planted ``cluster`` and the ROC AUC of ``outliers.csv``'s
+    ``score`` against ``is_outlier`` (rows matched by path); empty when the case has no ``truth.csv``."""
+    import pandas as pd
+    from sklearn.metrics import normalized_mutual_info_score, roc_auc_score
+
+    if not (case / "truth.csv").is_file():
+        return {}
+    truth = pd.read_csv(case / "truth.csv").set_index("path")
+    cl = pd.read_csv(out / "clusters.csv")
+    res = {"nmi_cluster": float(normalized_mutual_info_score(truth.loc[cl["path"], "cluster"], cl["cluster"]))}
+    if (out / "outliers.csv").is_file():
+        ol = pd.read_csv(out / "outliers.csv", usecols=["path", "score", "flagged"])
+        y = truth.loc[ol["path"], "is_outlier"].astype(bool).to_numpy()
+        res["outlier_auc"] = float(roc_auc_score(y, ol["score"]))
+        res["flagged"] = int(ol["flagged"].sum())
+    return res
+
+
+def run_default(case: Path, work: Path) -> list[dict]:
+    """The ``default`` stage: the default run, then ``--exhaustive``, on the same case; one row each."""
+    import json
+
+    out = []
+    for name, extra in (("default", []), ("exhaustive", ["--exhaustive"])):
+        la = os.getloadavg()
+        o = run_study(case, work / name, None, None, extra)
+        o["values"]["load_avg_start"], o["values"]["load_avg_end"] = la, os.getloadavg()
+        if "error" not in o:
+            o["values"]["truth"] = truth_scores(case, work / name)
+            o["values"]["screen"] = {k: v for k, v in json.loads((work / name / "manifest.json").read_text())
+                                     .get("screen", {}).items() if k != "intervals"}
+        out.append(o)
+    return out
 
 
 def _row(stage, ours, ref, n, parity, note=""):
@@ -399,6 +442,20 @@ def run(case: Path, rows: int | None, stages: list[str], reference: bool, ref_ro
             if name != "total":
                 add(_row(f"  study: {name}", {"seconds": sec, "peak_rss_mb": float("nan"), "values": {}}, None, n,
                          None, "from manifest.json"))
+    if "default" in stages:
+        say("stage default (default descluster run, then --exhaustive, all rows)")
+        both = run_default(case, work)
+        for name, o in zip(("default", "exhaustive"), both):
+            add(_row(f"{name} (descluster run{' --exhaustive' if name == 'exhaustive' else ''})", o, None, n, None,
+                     f"recommended {o['values'].get('recommended')}; truth {o['values'].get('truth')}; "
+                     f"load {o['values'].get('load_avg_start')}"))
+        d, e = (o["values"] for o in both)
+        if d.get("recommended") and e.get("recommended"):
+            add(_row("default vs exhaustive", {"seconds": both[0]["seconds"] / both[1]["seconds"],
+                                               "peak_rss_mb": float("nan"), "values": {}}, None, n,
+                     {"same_recommendation": d["recommended"] == e["recommended"],
+                      **{f"{m}_diff": d["truth"].get(m, float("nan")) - e["truth"].get(m, float("nan"))
+                         for m in ("nmi_cluster", "outlier_auc")}}, "ours_s here = wall time ratio default/exhaustive"))
     return rows_out
 
 

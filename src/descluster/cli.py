@@ -169,6 +169,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         f"(default: {d.embedding})")
     p.add_argument("--no-mixtures", action="store_true",
                    help="skip descriptor mixtures (default: mixtures of the descriptor kinds are studied)")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="run every scaler, algorithm and mixture on all rows (default: on a stratified sample of "
+                        f"{config.screen.screen_rows:,} rows first, then only the finalists on all rows; cases under "
+                        f"{2 * config.screen.screen_rows:,} rows always run exhaustively)")
     p.add_argument("--no-outliers", action="store_true",
                    help="skip outlier detection (default: outliers are detected)")
     p.add_argument("--no-pixel-checks", action="store_true",
@@ -281,6 +285,7 @@ def _config_from(args: argparse.Namespace):
         algorithms=_csv_list(args.algorithms), every_scaler_algorithms=_csv_list(args.every_scaler),
         k_min=args.k_min, k_max=args.k_max, variance_target=args.variance_target,
         max_components=args.max_components, seed=args.seed, embedding=args.embedding,
+        screen=False if args.exhaustive else None,
         mixtures=False if args.no_mixtures else None, outliers=False if args.no_outliers else None,
         pixel_checks=False if args.no_pixel_checks else None,
         drop_bad_rows=True if args.drop_bad_rows else None, trust_pickle=True if args.trust_pickle else None,

@@ -11,6 +11,7 @@ Sections (each a dataclass, checked by :mod:`descluster.validation` when built):
 ``cluster``    algorithms, k sweep, stability and silhouette samples, mixtures and
                every adapter's parameters (``params``: algorithm -> its estimator
                parameters, defaults read from the adapter classes);
+``screen``     the screening of configurations on a stratified sample (:mod:`descluster.cluster.screen`);
 ``selection``  the rule that chooses k (:func:`descluster.cluster.selection.choose_k`);
 ``embedding``  the 2-D map;
 ``outliers``   detectors and the flag rule (:func:`descluster.outliers.consensus.find_outliers`);
@@ -224,6 +225,46 @@ class SelectionSection(_Section):
 
 
 @dataclass
+class ScreenSection(_Section):
+    """Screening: every configuration on a stratified sample, only the finalists on all rows
+    (:func:`descluster.cluster.screen.screen_study`). ``descluster run --exhaustive`` turns it off.
+
+    Attributes
+    ----------
+    enabled : bool
+        Screen (flat key ``screen``; the default). Off: every sweep on all rows (the exhaustive study).
+    screen_rows : int
+        Rows of the stratified sample. Cases with fewer than ``2 * screen_rows`` rows are not
+        screened (the exhaustive study is then cheap).
+    screen_strata : int
+        Strata (clusters of a coarse k-means on a cheap projection) of the sample.
+    finalist_scalers : int
+        Per descriptor kind, the best scalers of the every-scaler algorithm that go on to all rows.
+    finalist_algorithms : int
+        Per descriptor kind, the best other algorithms that go on to all rows.
+    finalist_overall : int
+        Mixtures among this many best screened configurations go on to all rows.
+    screen_bootstrap : int
+        Bootstrap resamples of each screened score's interval.
+    """
+
+    enabled: bool = True
+    screen_rows: int = 20_000
+    screen_strata: int = 32
+    finalist_scalers: int = 2
+    finalist_algorithms: int = 2
+    finalist_overall: int = 3
+    screen_bootstrap: int = 100
+    _constraints: ClassVar[dict] = {
+        "enabled": Bool(), "screen_rows": Int(1_000), "screen_strata": Int(1), "finalist_scalers": Int(1),
+        "finalist_algorithms": Int(1), "finalist_overall": Int(1), "screen_bootstrap": Int(10)}
+
+    def applies(self, n_rows: int) -> bool:
+        """Whether a case of ``n_rows`` rows is screened (enabled and ``n_rows >= 2 * screen_rows``)."""
+        return self.enabled and n_rows >= 2 * self.screen_rows
+
+
+@dataclass
 class EmbeddingSection(_Section):
     """The 2-D map.
 
@@ -376,11 +417,12 @@ class ReportSection(_Section):
 
 
 _SECTIONS: dict[str, type[_Section]] = {
-    "case": CaseSection, "reduce": ReduceSection, "cluster": ClusterSection, "selection": SelectionSection,
+    "case": CaseSection, "reduce": ReduceSection, "cluster": ClusterSection, "screen": ScreenSection,
+    "selection": SelectionSection,
     "embedding": EmbeddingSection, "outliers": OutliersSection, "model": ModelSection, "report": ReportSection,
 }
 #: Flat names that differ from the field name.
-_ALIASES = {("embedding", "method"): "embedding", ("outliers", "enabled"): "outliers"}
+_ALIASES = {("embedding", "method"): "embedding", ("outliers", "enabled"): "outliers", ("screen", "enabled"): "screen"}
 
 
 def _flat_names() -> dict[str, tuple[str, str]]:
@@ -401,13 +443,14 @@ class RunConfig:
     ----------
     seed : int
         Seed of every random choice (recorded; same seed -> same outputs).
-    case, reduce, cluster, selection, embedding, outliers, model, report : sections
+    case, reduce, cluster, screen, selection, embedding, outliers, model, report : sections
     """
 
     seed: int = 0
     case: CaseSection = field(default_factory=CaseSection)
     reduce: ReduceSection = field(default_factory=ReduceSection)
     cluster: ClusterSection = field(default_factory=ClusterSection)
+    screen: ScreenSection = field(default_factory=ScreenSection)
     selection: SelectionSection = field(default_factory=SelectionSection)
     embedding: EmbeddingSection = field(default_factory=EmbeddingSection)
     outliers: OutliersSection = field(default_factory=OutliersSection)

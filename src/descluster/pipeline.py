@@ -92,8 +92,10 @@ def reduce_params(digest: str, dropped_rows, preprocessing: str, config: RunConf
             "entry": ENTRY_LAYOUT, **current_engine().cache_tag()}
 
 
-def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str]) -> dict[str, ReducedSpace]:
-    """Scale + PCA every descriptor kind under every preprocessing.
+def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str],
+                 only: dict[str, list[str]] | None = None) -> dict[str, ReducedSpace]:
+    """Scale + PCA every descriptor kind under every preprocessing (or, given ``only``, descriptor kind ->
+    the preprocessings to run: the screening's finalists).
 
     Returns
     -------
@@ -116,6 +118,8 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
             return memo[0]
 
         for prep in rc.preprocessings:
+            if only is not None and prep not in only.get(name, ()):
+                continue
             params = reduce_params(digests[name], case.dropped_rows, prep, config)
 
             def compute(X=X, prep=prep) -> Entry:
@@ -301,8 +305,9 @@ def _full_preprocessing(descriptor: str, comparison: pd.DataFrame, config: RunCo
 
 
 def cluster_stage(spaces: dict[str, ReducedSpace], config: RunConfig, cache: StageCache,
-                  progress: bool = True) -> tuple[dict[str, Choice], str]:
-    """The every-scaler algorithms on every space, then the others on each descriptor's chosen scaler(s).
+                  progress: bool = True, others: dict[str, list[str]] | None = None) -> tuple[dict[str, Choice], str]:
+    """The every-scaler algorithms on every space, then the others on each descriptor's chosen scaler(s)
+    (given ``others``, descriptor kind -> the other algorithms to run: the screening's finalists).
 
     Returns
     -------
@@ -321,7 +326,8 @@ def cluster_stage(spaces: dict[str, ReducedSpace], config: RunConfig, cache: Sta
     first_pass = build_comparison(choices, spaces, {}, None)  # label-free: no truth passed
     descriptors = sorted({sp.descriptor for sp in spaces.values()})
     tasks = [(spaces[SpaceId.single(name, prep).key], algo) for name in descriptors
-             for prep in _full_preprocessing(name, first_pass, config) for algo in cc.algorithms if algo not in everywhere]
+             for prep in _full_preprocessing(name, first_pass, config) for algo in cc.algorithms if algo not in everywhere
+             and (others is None or algo in others.get(name, ()))]
     for ch in run_sweeps(tasks, config, cache, progress, label="the other algorithms on each descriptor's chosen scaler"):
         choices[ch.key] = ch
     return choices, first
@@ -335,9 +341,9 @@ def _best_rows(comparison: pd.DataFrame, choices: dict[str, Choice]) -> pd.DataF
 
 def mixture_stage(spaces: dict[str, ReducedSpace], choices: dict[str, Choice], comparison: pd.DataFrame,
                   algorithm: str, config: RunConfig, cache: StageCache,
-                  progress: bool = True) -> tuple[dict[str, ReducedSpace], dict[str, Choice]]:
+                  progress: bool = True, keep: set[str] | None = None) -> tuple[dict[str, ReducedSpace], dict[str, Choice]]:
     """Weighted concatenations (all descriptor kinds, and the best pair, each at its best preprocessing),
-    clustered with ``algorithm``.
+    clustered with ``algorithm`` (given ``keep``, only the mixtures of those ``descriptor`` names).
 
     Returns
     -------
@@ -360,7 +366,8 @@ def mixture_stage(spaces: dict[str, ReducedSpace], choices: dict[str, Choice], c
     out = {}
     for group in groups:
         mixed = mix_spaces([spaces[best_space[d]] for d in group])
-        out[mixed.key] = mixed
+        if keep is None or mixed.id.descriptor in keep:
+            out[mixed.key] = mixed
     mixed_choices = {ch.key: ch for ch in run_sweeps([(sp, algorithm) for sp in out.values()], config, cache,
                                                      progress, label="descriptor mixtures")}
     return out, mixed_choices
@@ -583,21 +590,31 @@ def _fit_study(case, config: RunConfig | None = None, cache_dir: str | os.PathLi
     timer = _Timer()
     t_all = time.perf_counter()
 
-    t0 = time.perf_counter()
     digests = _descriptor_digests(case, cache)
-    spaces = reduce_stage(case, config, cache, digests)
+    screen = None
+    if config.screen.applies(len(case.paths)):  # every configuration on a sample, the finalists on all rows
+        from .cluster.screen import screen_study
+
+        t0 = time.perf_counter()
+        with stage(f"screening on a {config.screen.screen_rows:,}-row stratified sample"):
+            screen = screen_study(case, config, cache, digests, progress)
+        timer.add("screen", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    spaces = reduce_stage(case, config, cache, digests, only=None if screen is None else screen.scalers)
     case.release_pages()  # the raw descriptors are not read again: drop their resident pages
     timer.add("reduce", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     truth = _truth_columns(case)
-    choices, first = cluster_stage(spaces, config, cache, progress)
+    choices, first = cluster_stage(spaces, config, cache, progress,
+                                   others=None if screen is None else screen.algorithms)
     timer.add("cluster", time.perf_counter() - t0)
 
     comparison = build_comparison(choices, spaces, truth, case.identities)
     if config.cluster.mixtures and len(case.descriptors) >= 2:
         t0 = time.perf_counter()
-        mixed, mixed_choices = mixture_stage(spaces, choices, comparison, first, config, cache, progress)
+        mixed, mixed_choices = mixture_stage(spaces, choices, comparison, first, config, cache, progress,
+                                             keep=None if screen is None else set(screen.mixtures))
         spaces = {**spaces, **mixed}
         choices = {**choices, **mixed_choices}
         comparison = build_comparison(choices, spaces, truth, case.identities)
@@ -628,6 +645,10 @@ def _fit_study(case, config: RunConfig | None = None, cache_dir: str | os.PathLi
 
     meta = _manifest(case, config, digests, cache)
     meta.update(recommended=rec_key, recommendation=rec_text, per_descriptor=per_descriptor, outlier_rules=rules)
+    meta["screen"] = screen.to_dict() if screen is not None else {
+        "sample_rows": None, "note": "every configuration ran on all rows (exhaustive study)" if not
+        config.screen.enabled else f"not screened: {len(case.paths):,} rows < 2 × screen_rows "
+        f"({config.screen.screen_rows:,}); every configuration ran on all rows"}
     if case.attribution:
         meta["attribution"] = case.attribution
     result = RunResult(
@@ -635,7 +656,7 @@ def _fit_study(case, config: RunConfig | None = None, cache_dir: str | os.PathLi
         recommended=rec_key, recommendation=rec_text, per_descriptor=per_descriptor,
         embeddings={rec_key: Y}, embedding_method={rec_key: how}, outliers=outliers, outlier_rules=rules,
         quality=quality, imagenet=case.imagenet, labels=case.labels, agreement=agreement,
-        notes=list(case.notes) + ([k_note] if k_note else []),
+        notes=list(case.notes) + ([k_note] if k_note else []) + ([] if screen is None else screen.notes()),
         meta=meta, images=case.images,
     )
 
@@ -671,6 +692,8 @@ def result_tables(result: RunResult) -> dict[str, pd.DataFrame]:
         tables["outliers.csv"] = result.outliers
     if result.cluster_facts is not None:
         tables["cluster_facts.csv"] = result.cluster_facts
+    if result.meta.get("screen", {}).get("intervals"):
+        tables["screen.csv"] = pd.DataFrame(result.meta["screen"]["intervals"])
     return tables
 
 
