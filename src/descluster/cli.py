@@ -305,7 +305,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                         "[dask] extra) (default: %(default)s)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a running Dask scheduler, e.g. tcp://HOST:8786 (implies --engine dask; its workers need "
-                        "descluster installed and read access to CASE)")
+                        "descluster installed and read access to CASE) (default: none: a LocalCluster on this machine)")
     p.add_argument("--workers", type=int, metavar="N",
                    help="workers of the LocalCluster started by --engine dask (default: one per core)")
 
