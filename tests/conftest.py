@@ -79,3 +79,25 @@ def make_small_results(root: Path, n_per_kind: int = 100, kinds: int = 3) -> tup
 def small_results(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     """:func:`make_small_results` once per test session (treat as read-only: copy it to write)."""
     return make_small_results(tmp_path_factory.mktemp("small_results"))
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Debian chromium driven by Playwright (skips where either is missing)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    pw = sync_api.sync_playwright().start()
+    try:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        pw.stop()
+        pytest.skip(f"chromium cannot start: {exc}")
+    yield b
+    b.close()
+    pw.stop()

@@ -16,26 +16,6 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    pw = sync_api.sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pw.stop()
-        pytest.skip(f"chromium cannot start: {exc}")
-    yield b
-    b.close()
-    pw.stop()
-
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):

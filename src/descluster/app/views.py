@@ -471,6 +471,16 @@ def build_routes(app: LabellingApp):
     async def api_progress(request):
         return js(app.progress(task_of(request)))
 
+    def task_post(work):
+        """A POST handler: the JSON body's ``task`` must exist; ``work(task, data)`` runs off the event loop."""
+        async def handler(request):
+            data = await body(request)
+            task = str(data.get("task", ""))
+            if task not in app.task_names():
+                raise LabellingError(f"no task {task!r}")
+            return js(await run(work, task, data))
+        return handler
+
     def do_answer(task: str, data: dict) -> dict:
         qid = data.get("question")
         action = data.get("action")
@@ -490,12 +500,7 @@ def build_routes(app: LabellingApp):
                 raise LabellingError(f"action {action!r}: use name, split, junk or skip")
         return {"result": result, **next_payload(task)}
 
-    async def api_answer(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_answer, task, data))
+    api_answer = task_post(do_answer)
 
     def do_undo(task: str, data: dict) -> dict:
         with app._mutate:
@@ -503,12 +508,7 @@ def build_routes(app: LabellingApp):
             undone = S.undo(task)
         return {"undone": undone, **next_payload(task)}
 
-    async def api_undo(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_undo, task, data))
+    api_undo = task_post(do_undo)
 
     async def api_map_meta(request):
         Y, how = await run(app.map_points)
@@ -551,12 +551,7 @@ def build_routes(app: LabellingApp):
         return {"rows": int(rows.size), "question": app.question_json(q) if action == "ask" else None,
                 "progress": app.progress(task)}
 
-    async def api_lasso(request):
-        data = await body(request)
-        task = str(data.get("task", ""))
-        if task not in app.task_names():
-            raise LabellingError(f"no task {task!r}")
-        return js(await run(do_lasso, task, data))
+    api_lasso = task_post(do_lasso)
 
     async def thumb(request):
         try:
