@@ -160,6 +160,89 @@ def test_split_returns_sub_groups_that_partition_the_group(results, session):
     assert (session.labels("kind").loc[nxt.rows, "label"] == JUNK).all()
 
 
+def test_a_sub_group_split_again_goes_back_to_review_and_replays(results, session, tmp_path):
+    from descluster.labelling.questions import DefaultPolicy
+
+    session.add_task("kind", ["k0", "k1", "k2", "k3"])
+    q = session.ask_group("kind", list(range(0, 240, 3))[:64])
+    assert session.answer(q.id, split=True)["subgroups"] >= 2
+    sub = session.next_question("kind")
+    assert sub.kind == "subgroup" and sub.meta["depth"] == 1
+    waiting = len(session.state("kind").pending)
+    res = session.answer(sub.id, split=True)  # the default split_depth is 1: no sub-sub-groups
+    assert res["decisions"] == 1 and res["subgroups"] == 0
+    st = session.state("kind")
+    assert len(st.pending) == waiting - 1 and not st.labelled[sub.rows].any()
+    assert st.released[sub.rows].all() and st.released.sum() == len(sub.rows)
+    with Session(results[0], db=session.db_path) as again:  # replay: the same queue
+        assert again.state("kind").pending == st.pending
+        assert np.array_equal(again.state("kind").released, st.released)
+    # the same images asked together again and split twice more: one by one (no endless split-release)
+    back = session.ask_group("kind", sub.rows)
+    session.answer(back.id, split=True)
+    part = session.next_question("kind")
+    while set(part.rows) - set(sub.rows):  # sub-groups queued earlier come first: answer them
+        _answer_by_truth(session, results[1], part)
+        part = session.next_question("kind")
+    assert len(part.rows) >= 2 and part.meta["depth"] == 1
+    assert session.answer(part.id, split=True)["subgroups"] == len(part.rows)
+    assert [len(g["rows"]) for g in session.state("kind").pending[-len(part.rows):]] == [1] * len(part.rows)
+    deeper = Session(results[0], db=tmp_path / "deep.sqlite", policy=DefaultPolicy(split_depth=2))
+    deeper.add_task("kind", ["k0", "k1", "k2", "k3"])
+    q = deeper.ask_group("kind", list(range(0, 240, 3))[:64])
+    deeper.answer(q.id, split=True)
+    sub = deeper.next_question("kind")
+    if len(sub.rows) >= 2:
+        assert deeper.answer(sub.id, split=True)["subgroups"] >= 2
+        assert {g["depth"] for g in deeper.state("kind").pending} == {1, 2}
+    deeper.close()
+    with pytest.raises(Exception, match="split_depth"):
+        DefaultPolicy(split_depth=-1).split(q, np.zeros((4, 2), np.float32))
+
+
+def test_no_spot_check_of_a_class_a_uniform_batch_would_split():
+    """A spot check of a class expected 60 % right would be answered "split" and measure nothing."""
+    from descluster.labelling.estimate import Calibration
+    from descluster.labelling.questions import DefaultPolicy, PolicyContext, pure_enough, tilt
+    from descluster.labelling.state import TaskState
+
+    n = 400
+    st = TaskState("t", n, ["a", "b"])
+    st.label[:4], st.source[:4] = [0, 0, 1, 1], 1
+    pred = np.where(np.arange(n) < 300, 0, 1).astype(np.int32)  # 'a' is the larger class: checked first
+    spread = np.random.default_rng(0).uniform(-0.4, 0.4, n)  # tilting towards the likelier-right can help
+    for c_a, spot_expected in ((0.6, False), (0.99, True)):
+        conf = np.where(pred == 0, np.clip(c_a + spread, 0, 1) if c_a < 0.9 else c_a, 0.99).astype(np.float32)
+        assert (tilt(conf[pred == 0], pure_enough(64)) == 0.0) is spot_expected
+        ctx = PolicyContext(state=st, proba=None, space="s", X=np.zeros((n, 2), np.float32), clusters=None,
+                            identities=None, conflicts=[], rng=np.random.default_rng(0), cluster_text={},
+                            pred=pred, conf=conf, calibration=Calibration(st, "s"), cores=None)
+        q = DefaultPolicy().next(ctx)
+        assert (q.kind, q.proposed) == ("spot" if spot_expected else "review", "a"), (c_a, q.kind, q.reason)
+        assert spot_expected or "P(right)^" in q.reason  # the review of 'a' is tilted towards likelier-right
+
+
+def test_balanced_class_weights_undo_the_prior_of_a_lopsided_labelled_set():
+    """Two overlapping classes of equal size, labelled 60:6: unweighted, the boundary moves into the rare
+    class; balanced weights (scikit-learn's n / (C n_c)) put it back near the middle."""
+    from descluster.errors import ParameterError
+    from descluster.labelling.propagate import LogisticPropagation
+
+    rng = np.random.default_rng(5)
+    truth = np.repeat([0, 1], 500)
+    X = (rng.normal(size=(1000, 2)) + np.c_[truth * 2.0, np.zeros(1000)]).astype(np.float32)
+    y = np.full(1000, -1)
+    y[rng.choice(500, 60, replace=False)] = 0
+    y[500 + rng.choice(500, 6, replace=False)] = 1
+    plain = LogisticPropagation(class_weight=None).fit(X, y, n_classes=2)
+    balanced = LogisticPropagation().fit(X, y, n_classes=2)
+    share_plain, share_bal = (plain.transduction_ == 1).mean(), (balanced.transduction_ == 1).mean()
+    assert share_plain < 0.35 and 0.4 < share_bal < 0.6, (share_plain, share_bal)
+    assert (balanced.transduction_ == truth).mean() > (plain.transduction_ == truth).mean()
+    with pytest.raises(ParameterError, match="class_weight"):
+        LogisticPropagation(class_weight="sometimes").fit(X, y, n_classes=2)
+
+
 def _two_blobs():
     rng = np.random.default_rng(1)
     X = np.vstack([rng.normal(0, 1, (60, 5)), rng.normal(25, 1, (60, 5))]).astype(np.float32)

@@ -6,7 +6,8 @@ with ``y = -1`` for unlabelled rows, then ``proba_`` (n_samples, n_classes) hold
 class distribution for every row (as ``LabelSpreading.label_distributions_``).
 
 ``logistic``   :class:`LogisticPropagation`: scikit-learn ``LogisticRegression``
-               (multinomial, L2, ``C=1``) on the space's rows, isotropically
+               (multinomial, L2, ``C=1``, ``class_weight="balanced"``: the rows the
+               loop asks about are not a sample of the classes) on the space's rows, isotropically
                scaled (one scalar: mean per-feature variance 1, so the
                regularisation means the same in every space; the geometry is kept,
                the PCA components are *not* whitened).
@@ -293,6 +294,14 @@ class LogisticPropagation(Propagation):
         Inverse L2 strength (scikit-learn's default).
     max_iter : int, default 300
         L-BFGS iterations.
+    class_weight : "balanced" or None, default "balanced"
+        scikit-learn's ``class_weight``. The labelled rows are the ones the loop asked
+        about (cluster cores, review batches of one propagated class at a time), so their
+        class shares are not the collection's: unweighted, each batch confirming one class
+        pulls the model's prior towards it. "balanced" weighs class c by
+        ``n_labelled / (n_classes * n_labelled_c)``. Measured on the built-in data (seeds
+        0-2, ``benchmarks/labelling_eval.py``) it reaches 0.90 accuracy in 54-77 decisions
+        instead of 80-186.
 
     Attributes
     ----------
@@ -304,15 +313,18 @@ class LogisticPropagation(Propagation):
 
     name = "logistic"
 
-    def __init__(self, C: float = 1.0, max_iter: int = 300):
+    def __init__(self, C: float = 1.0, max_iter: int = 300, class_weight="balanced"):
         self.C = C
         self.max_iter = max_iter
+        self.class_weight = class_weight
 
     def _logistic(self, X, y, n_classes, scaling=None) -> tuple[np.ndarray, str]:
         from sklearn.linear_model import LogisticRegression
 
         check_float("C", self.C, 0.0, np.inf)
         check_int("max_iter", self.max_iter, 1)
+        if self.class_weight not in (None, "balanced"):
+            raise ParameterError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         n = X.shape[0]
         P = self._degenerate(y, n, n_classes)
         if P is not None:
@@ -322,13 +334,14 @@ class LogisticPropagation(Propagation):
         lab = np.flatnonzero(y >= 0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter).fit(
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight).fit(
                 (np.asarray(X[lab], np.float32) - mean) / np.float32(scale), y[lab])
         W, b = logistic_weights(model, mean, scale)
         P = logistic_proba(X, W, b, model.classes_, n_classes)
         self.model_ = model
         note = " (L-BFGS stopped at max_iter)" if any(issubclass(w.category, ConvergenceWarning) for w in caught) else ""
-        return P, (f"LogisticRegression(C={self.C:g}) on {lab.size:,} labelled rows × {X.shape[1]} dims, "
+        weights = "" if self.class_weight is None else f", class_weight={self.class_weight!r}"
+        return P, (f"LogisticRegression(C={self.C:g}{weights}) on {lab.size:,} labelled rows × {X.shape[1]} dims, "
                    f"isotropically scaled{note}")
 
     def fit(self, X, y, graph: KnnGraph | None = None, n_classes: int | None = None,
@@ -438,7 +451,8 @@ class SmoothedLogisticPropagation(LogisticPropagation):
     ----------
     C : float, default 1.0
     max_iter : int, default 300
-        Of the logistic fit.
+    class_weight : "balanced" or None, default "balanced"
+        Of the logistic fit (see :class:`LogisticPropagation`).
     alpha : float in (0, 1), default 0.8
     n_iter : int, default 30
         Smoothing iterations (``LabelSpreading``'s ``max_iter``).
@@ -453,8 +467,9 @@ class SmoothedLogisticPropagation(LogisticPropagation):
     name = "smoothed"
     needs_graph = True
 
-    def __init__(self, C: float = 1.0, max_iter: int = 300, alpha: float = 0.8, n_iter: int = 30):
-        super().__init__(C=C, max_iter=max_iter)
+    def __init__(self, C: float = 1.0, max_iter: int = 300, alpha: float = 0.8, n_iter: int = 30,
+                 class_weight="balanced"):
+        super().__init__(C=C, max_iter=max_iter, class_weight=class_weight)
         self.alpha = alpha
         self.n_iter = n_iter
 

@@ -7,7 +7,10 @@ asks in this order:
 
 1. **Sub-groups** of groups the team split, first in, first out. A split
    sub-clusters the group in the task's space with the study's honest k rule
-   (:func:`split_group`).
+   (:func:`split_group`), once: a sub-group that is split again
+   (``split_depth``) goes back to the pool that review batches draw from,
+   because splitting it further costs about a decision per image, what labelling
+   by hand costs.
 2. **Identity conflicts** (tasks with ``identity=True``): the images of one
    object identity whose given labels disagree.
 3. **Clusters first**: each cluster of the clustering the study made in the
@@ -20,7 +23,10 @@ asks in this order:
 4. **Spot checks** while the accuracy estimate is less precise than
    ``spot_target`` (default ±3 %): a uniform random draw from the propagated
    class whose next batch narrows the estimate most (a class not checked yet,
-   else Neyman's allocation; :func:`descluster.labelling.estimate.spot_check_need`).
+   else Neyman's allocation; :func:`descluster.labelling.estimate.spot_check_need`),
+   if that uniform batch is expected pure enough to be named (:func:`pure_enough`);
+   otherwise a review batch comes first (a batch answered "split" measures
+   nothing and starts a chain of sub-group questions).
 5. **Review batches**: the propagated class holding the most expected errors
    (sum over its unanswered images of ``1 - P(right)``, ``P(right)`` the
    calibrated confidence) is drawn with known inclusion probabilities
@@ -52,6 +58,8 @@ __all__ = ["Question", "QuestionPolicy", "DefaultPolicy", "PolicyContext", "spli
 
 #: Most images a question shows (the issue's grid of 64).
 MAX_SHOWN = 64
+#: Share of a shown group under which it is answered "split" rather than named (the issue's rule).
+SPLIT_SHARE = 0.8
 
 
 @dataclass
@@ -244,6 +252,17 @@ class QuestionPolicy:
     def next(self, ctx: PolicyContext) -> Question | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def split(self, question: "Question", X: np.ndarray, random_state: int = 0,
+              released: np.ndarray | None = None) -> list[np.ndarray]:
+        """The sub-groups a "split" answer to ``question`` queues (positions into ``X``).
+
+        ``X`` (n, n_features) holds the question's rows (sorted) in the task's space;
+        ``released`` (n,) bool marks rows a split already sent back to review once.
+        The default sub-clusters every split group (:func:`split_group`); an empty list
+        queues nothing (the rows stay unlabelled, for review batches to draw).
+        """
+        return split_group(X, random_state=random_state)
+
     def get_params(self) -> dict:
         """Constructor parameters (for reports)."""
         return dict(vars(self))
@@ -287,20 +306,44 @@ class DefaultPolicy(QuestionPolicy):
         (more marks and splits per batch), hence off.
     spot_target : float or None, default 0.03
         Half-width of the accuracy interval below which no spot check is asked (None: never).
+        A spot check is only asked of a class whose uniform batch is expected pure enough
+        to be named (:func:`pure_enough`); a batch answered "split" measures nothing.
+    split_depth : int, default 1
+        How many times one group's images are sub-clustered: a sub-group that is split
+        again (at this depth) queues no sub-groups, and its images go back to the pool of
+        unlabelled images that review batches draw from. Each level of splitting costs a
+        decision per sub-group, most of them images a review batch labels for a fraction
+        of a decision each; 0 never sub-clusters.
     """
 
     def __init__(self, batch_size: int = MAX_SHOWN, core_size: int = 16, tilt: bool = True,
-                 calibrated_tilt: bool = True, spot_target: float | None = 0.03, seek_errors: bool = False):
+                 calibrated_tilt: bool = True, spot_target: float | None = 0.03, seek_errors: bool = False,
+                 split_depth: int = 1):
         self.batch_size = batch_size
         self.core_size = core_size
         self.tilt = tilt
         self.calibrated_tilt = calibrated_tilt
         self.spot_target = spot_target
         self.seek_errors = seek_errors
+        self.split_depth = split_depth
 
     def _validate(self):
         check_int("batch_size", self.batch_size, 1, MAX_SHOWN)
         check_int("core_size", self.core_size, 1, MAX_SHOWN)
+        check_int("split_depth", self.split_depth, 0)
+
+    def split(self, question: "Question", X: np.ndarray, random_state: int = 0,
+              released: np.ndarray | None = None) -> list[np.ndarray]:
+        """Sub-groups of a split ``question`` (:func:`split_group`); past ``split_depth`` none, or
+        single images when every row of the group was sent back to review before (so the
+        same mixed images cannot come back as a group for ever)."""
+        self._validate()
+        n = X.shape[0]
+        if int(question.meta.get("depth", 0)) >= self.split_depth:
+            if released is not None and n and np.asarray(released, bool).all():
+                return [np.array([i]) for i in range(n)]
+            return []
+        return split_group(X, random_state=random_state)
 
     def next(self, ctx: PolicyContext) -> Question | None:
         """The next question for ``ctx.state`` or None when every image has an answer."""
@@ -323,9 +366,12 @@ class DefaultPolicy(QuestionPolicy):
         prop, conf = _proposal(ctx, shown)
         return Question(new_question_id(), st.name, "subgroup", rows.tolist(), shown.tolist(), prop, conf,
                         description=f"{len(rows)} images: part {int(g['id'].rsplit('/', 1)[1]) + 1} of a group you split "
-                                    f"(sub-clustered with the honest k rule in {ctx.space})",
+                                    f"(sub-clustered with the honest k rule in {ctx.space})"
+                                    + ("; split it and its images go back to the review batches"
+                                       if int(g.get("depth", 1)) >= self.split_depth else ""),
                         reason=f"sub-groups of split groups come first ({len(st.pending)} waiting)",
-                        meta={"group": g["id"], "parent": g["parent"], "space": ctx.space})
+                        meta={"group": g["id"], "parent": g["parent"], "space": ctx.space,
+                              "depth": int(g.get("depth", 1))})
 
     def _cluster(self, ctx):
         st = ctx.state
@@ -382,7 +428,23 @@ class DefaultPolicy(QuestionPolicy):
             return None
         c = spot_check_need(ctx.state, ctx.pred, ctx.conf, ctx.space, self.spot_target, self.batch_size,
                             calibration=ctx.calibration)
-        return None if c is None else self._review(ctx, force=c)
+        if c is None:
+            return None
+        open_rows = np.flatnonzero(~ctx.state.labelled)
+        members = open_rows[ctx.pred[open_rows] == c]
+        if members.size == 0:
+            return None
+        g = self._prob_right(ctx, members)
+        if tilt(g, pure_enough(min(self.batch_size, members.size))) != 0.0:
+            return None  # a uniform batch would be answered "split" and measure nothing: review first
+        return self._review(ctx, force=c)
+
+    def _prob_right(self, ctx, rows: np.ndarray) -> np.ndarray:
+        """Estimated probability that the propagated label of each of ``rows`` is right (calibrated
+        when the calibration is fitted and ``calibrated_tilt``), clipped to [1e-6, 1]."""
+        pred, conf = ctx.pred[rows], ctx.conf[rows]
+        use_cal = ctx.calibration is not None and ctx.calibration.fitted_ and self.calibrated_tilt
+        return np.clip(ctx.calibration.prob_right(pred, conf) if use_cal else conf, 1e-6, 1.0)
 
     def _review(self, ctx, force: int | None = None):
         st = ctx.state
@@ -397,8 +459,7 @@ class DefaultPolicy(QuestionPolicy):
                             description=f"{m} of the {open_rows.size:,} images without a label, drawn at random",
                             reason="no propagated label to propose yet", meta={"space": ctx.space})
         conf = ctx.conf[open_rows]
-        use_cal = ctx.calibration is not None and ctx.calibration.fitted_ and self.calibrated_tilt
-        prob_right = np.clip(ctx.calibration.prob_right(pred, conf) if use_cal else conf, 1e-6, 1.0)
+        prob_right = self._prob_right(ctx, open_rows)
         order = np.argsort(pred, kind="stable")
         sorted_pred = pred[order]
         classes = np.unique(sorted_pred[sorted_pred >= 0]) if force is None else np.array([force])
@@ -423,8 +484,9 @@ class DefaultPolicy(QuestionPolicy):
             if best is None or (expected, members.size) > best[0]:
                 best = ((expected, members.size), int(c), members, beta)
         if best is None:  # no class can be drawn pure enough: the most confident images of the most uncertain class
-            _, c, members = fallback
-            chosen = members[np.argsort(-conf[members], kind="stable")[: self.batch_size]]
+            _, c, members = fallback  # rows a split sent back to review come last: else the same mixed
+            back = st.released[open_rows[members]]  # images would be drawn, split and sent back again
+            chosen = members[np.lexsort((-conf[members], back))[: self.batch_size]]
             pi = None
         else:
             (expected, _), c, members, beta = best
@@ -554,7 +616,7 @@ def systematic_pps(weights: np.ndarray, m: int, rng: np.random.Generator) -> tup
     return take, pi
 
 
-def pure_enough(m: int, majority: float = 0.8, z: float = 1.645) -> float:
+def pure_enough(m: int, majority: float = SPLIT_SHARE, z: float = 1.645) -> float:
     """Smallest expected precision p of a batch of ``m`` images with ``p - z sqrt(p (1-p) / m) >= majority``.
 
     A batch whose share of its majority class falls under ``majority`` (80 %) is

@@ -30,7 +30,7 @@ import pandas as pd
 from ..errors import LabellingError
 from .estimate import Calibration, estimate_accuracy
 from .propagate import LogisticPropagation, choose_space, graph_operator, isotropic_params, make_propagation
-from .questions import MAX_SHOWN, PolicyContext, Question, make_policy, new_question_id, split_group
+from .questions import MAX_SHOWN, PolicyContext, Question, make_policy, new_question_id
 from .spaces import ResultsData
 from .state import JUNK, SOURCES, TaskState
 from .store import DecisionLog, LogEntry
@@ -540,7 +540,9 @@ class Session:
         marks : dict of int -> str, optional
             Shown rows that do not belong, each with its class (one decision each).
         split : bool
-            The group is mixed: it is sub-clustered and the parts are asked next.
+            The group is mixed: it is sub-clustered and the parts are asked next (the policy's
+            :meth:`~descluster.labelling.questions.QuestionPolicy.split`; a sub-group split
+            past its ``split_depth`` queues none, its images go back to review).
         junk : bool
             The group is junk (the class :data:`~descluster.labelling.state.JUNK`).
 
@@ -577,7 +579,8 @@ class Session:
                 X = self.results.space(self._space_key(st))
                 rows = np.asarray(q.rows, dtype=np.int64)
                 order = np.argsort(rows)
-                parts = split_group(np.asarray(X[rows[order]]), random_state=self.random_state)
+                parts = self.policy.split(q, np.asarray(X[rows[order]]), random_state=self.random_state,
+                                          released=st.released[rows[order]])
                 payload["subgroups"] = [sorted(rows[order][p].tolist()) for p in parts]
             n = 1 + len(marks)
             entry = self.log.append(q.task, "answer", payload, n_decisions=n, question=(q.id, "answered"))

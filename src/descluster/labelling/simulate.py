@@ -47,7 +47,7 @@ from ..io.atomic import write_bytes, write_csv
 from ..validation import check_int
 from .estimate import estimate_accuracy
 from .propagate import isotropic_scale
-from .questions import MAX_SHOWN
+from .questions import MAX_SHOWN, SPLIT_SHARE
 from .spaces import ResultsData
 
 __all__ = ["SimulatedAnnotator", "simulate", "load_truth", "SimulationResult", "THRESHOLDS", "MAJORITY"]
@@ -57,7 +57,7 @@ log = logging.getLogger("descluster")
 #: Accuracy levels whose decision cost the summary reports.
 THRESHOLDS = (0.90, 0.95, 0.98, 0.99)
 #: Below this share of the shown images the annotator says "split" (the issue's rule).
-MAJORITY = 0.80
+MAJORITY = SPLIT_SHARE
 #: Budgets at which the summary and the README table compare every method.
 REPORT_BUDGETS = (50, 100, 250, 450, 700, 1000)
 

@@ -13,7 +13,8 @@ What an answer does (``payload["action"]``):
            image marked as not belonging gets the class given for it (``given``).
 ``junk``   the same with the reserved class :data:`JUNK` (an outlier class of its own).
 ``split``  the group's sub-groups (computed when the answer was given and stored
-           in the payload) join the task's queue of pending groups.
+           in the payload; none when the policy splits no deeper) join the task's
+           queue of pending groups, one level deeper than the group.
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ class TaskState:
         :data:`SOURCES` code of ``label``.
     group_share : ndarray of shape (n_samples,), float32
         For ``group`` labels, the share of the group's shown images that had the name.
+    released : ndarray of shape (n_samples,), bool
+        Rows of a group split past the policy's ``split_depth``: sent back to review once.
     n_decisions : int
         Human decisions in the effective entries.
     pending : list of dict
-        Sub-groups waiting to be asked: ``id`` (str), ``rows`` (list of int), ``parent`` (question id).
+        Sub-groups waiting to be asked: ``id`` (str), ``rows`` (list of int), ``parent`` (question id),
+        ``depth`` (int, 1 for the parts of a group that was not itself a sub-group).
     asked_clusters : set of tuple (str, int)
         ``(space, cluster)`` already asked (or skipped).
     asked_identities : set of str
@@ -86,6 +90,7 @@ class TaskState:
     label: np.ndarray = None
     source: np.ndarray = None
     group_share: np.ndarray = None
+    released: np.ndarray = None
     n_decisions: int = 0
     pending: list = field(default_factory=list)
     asked_clusters: set = field(default_factory=set)
@@ -105,6 +110,8 @@ class TaskState:
             self.source = np.zeros(self.n_samples, np.int8)
         if self.group_share is None:
             self.group_share = np.zeros(self.n_samples, np.float32)
+        if self.released is None:
+            self.released = np.zeros(self.n_samples, bool)
 
     # ------------------------------------------------------------------ queries
     def class_index(self, cls: str) -> int:
@@ -130,7 +137,8 @@ class TaskState:
         """Plain-data copy of the state (for equality checks and debugging)."""
         return {"name": self.name, "classes": list(self.classes), "identity": self.identity,
                 "label": self.label.tolist(), "source": self.source.tolist(),
-                "group_share": np.round(self.group_share, 6).tolist(), "n_decisions": self.n_decisions,
+                "group_share": np.round(self.group_share, 6).tolist(), "released": self.released.tolist(),
+                "n_decisions": self.n_decisions,
                 "pending": [dict(g) for g in self.pending], "asked_clusters": sorted(self.asked_clusters),
                 "asked_identities": sorted(self.asked_identities),
                 "samples": [dict(s) for s in self.samples],
@@ -196,8 +204,12 @@ class TaskState:
         self._settle(q)
         sample = q.get("meta", {}).get("sample")
         if action == "split":
+            depth = int(q.get("meta", {}).get("depth", 0)) + 1
             for i, sub in enumerate(p["subgroups"]):
-                self.pending.append({"id": f"{q['id']}/{i}", "rows": [int(r) for r in sub], "parent": q["id"]})
+                self.pending.append({"id": f"{q['id']}/{i}", "rows": [int(r) for r in sub], "parent": q["id"],
+                                     "depth": depth})
+            if not p["subgroups"]:
+                self.released[rows] = True
             if sample is not None:  # its truth is known once every sub-group is answered
                 self.open_samples.append({"rows": shown.tolist(), "sample": sample, "entry": entry.id,
                                           "decisions": decisions_before})
