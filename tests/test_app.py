@@ -194,7 +194,21 @@ def test_split_junk_skip_lasso_and_views(out):
     assert r.json()["question"]["kind"] == "custom" and r.json()["question"]["n_rows"] == inside
     assert c.post("/api/lasso", json={"task": "kind", "polygon": [[0, 0]], "action": "ask"}).status_code == 400
     page = c.get("/clusters?task=kind")
-    assert page.status_code == 200 and "no drill-down tree" in page.text and "/thumb/" in page.text
+    assert page.status_code == 200 and "look inside" in page.text and "/thumb/" in page.text
+    # the drill-down tree: a cluster's sub-clusters partition it, and can be opened again
+    top = app.labelling.clusters()[0]
+    inner = c.get(f"/clusters?task=kind&path={top['cluster']}")
+    assert inner.status_code == 200 and f"Inside cluster {top['cluster']}" in inner.text
+    subs = app.labelling.subclusters(top["cluster"])
+    assert len(subs) >= 2 and sum(g["size"] for g in subs) == top["size"]
+    assert np.array_equal(np.sort(np.concatenate([g["members"] for g in subs])), np.sort(top["members"]))
+    assert all(f"Cluster {g['cluster']} " in inner.text for g in subs)
+    big = max(subs, key=lambda g: g["size"])
+    if big["drill"]:
+        deeper = app.labelling.subclusters(big["cluster"])
+        assert sum(g["size"] for g in deeper) == big["size"] and deeper[0]["cluster"].startswith(big["cluster"] + "/")
+    assert c.get("/clusters?task=kind&path=999").status_code == 400
+    assert c.get("/clusters?task=kind&path=..%2F1").status_code == 400
     assert c.get("/question?task=nope", follow_redirects=False).status_code == 303
     assert c.get("/api/question?task=nope").status_code == 400
 
@@ -326,3 +340,16 @@ def test_failed_open_is_shown_and_reported(out):
     assert api.status_code == 500 and api.json()["loading"] is False and "no column 'path'" in api.json()["error"]
     with pytest.raises(CaseError):  # opened at once (the default), the error is raised
         create_app(out, token=TOKEN, hosts=["testserver"], open_app=broken)
+
+
+def test_drill_down_of_a_large_cluster_on_a_sample_partitions_it(out, monkeypatch):
+    """Above DRILL_SAMPLE rows the sub-clusters come from a sample; every member still lands in one."""
+    import descluster.app.views as views
+
+    monkeypatch.setattr(views, "DRILL_SAMPLE", 40)
+    app, c = client(out)
+    top = app.labelling.clusters()[0]
+    assert top["size"] > 40
+    subs = app.labelling.subclusters(top["cluster"])
+    assert len(subs) >= 2 and all(g["size"] > 0 for g in subs)
+    assert np.array_equal(np.sort(np.concatenate([g["members"] for g in subs])), np.sort(top["members"]))

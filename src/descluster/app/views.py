@@ -30,6 +30,7 @@ import io
 import json
 import logging
 import math
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -50,6 +51,11 @@ THUMB_SIZE = 128
 THUMB_CACHE_BYTES = 64 << 20
 #: Images nearest the centre and at the edge of each cluster on the cluster view.
 N_CLUSTER_IMAGES = 8
+#: Smallest group the cluster view offers to divide (``split_group`` tries k >= 2 from 8 rows).
+MIN_DRILL = 8
+#: Larger groups are divided on a uniform sample of this many rows, every member then going to its
+#: nearest sub-cluster mean (the sweep's silhouette is quadratic in the rows).
+DRILL_SAMPLE = 5_000
 #: How the map is made when the run's cached 2-D map is not found.
 MAP_SOURCE_FALLBACK = "the first two components of the recommended space (the run's 2-D map was not found in its cache)"
 #: Most vertices of a lasso polygon.
@@ -145,6 +151,7 @@ class LabellingApp:
         self._thumb_lock = threading.Lock()
         self._map: tuple[np.ndarray, str] | None = None
         self._clusters: list[dict] | None = None
+        self._subclusters: dict[str, list[dict]] = {}
         self._map_lock = threading.Lock()
         try:
             self.source = self.data.image_source()
@@ -288,8 +295,19 @@ class LabellingApp:
         conf[ans] = np.where(st.source[ans] == 1, 1.0, st.group_share[ans])
         return label, conf, list(st.classes)
 
+    def _group(self, gid: str, members: np.ndarray, X, description: str = "") -> dict:
+        """``cluster`` (id), ``size``, ``description``, ``centre``/``edge`` rows (nearest/farthest from the mean),
+        ``members`` of one group of rows."""
+        Xc = np.asarray(X[members], dtype=np.float32)
+        d = np.linalg.norm(Xc - Xc.mean(axis=0), axis=1)
+        by = np.argsort(d, kind="stable")
+        k = min(N_CLUSTER_IMAGES, members.size)
+        return {"cluster": gid, "size": int(members.size), "description": description,
+                "centre": members[by[:k]].tolist(), "edge": members[by[::-1][:k]].tolist(), "members": members,
+                "drill": members.size >= MIN_DRILL}
+
     def clusters(self) -> list[dict]:
-        """The recommended clustering: ``cluster``, ``size``, ``description``, ``centre`` and ``edge`` rows."""
+        """The recommended clustering, largest first: one :meth:`_group` dict per cluster."""
         with self._map_lock:
             if self._clusters is None:
                 rec = self.data.recommended
@@ -297,19 +315,53 @@ class LabellingApp:
                 X = self.data.space(rec)
                 order = np.argsort(labels, kind="stable")
                 bounds = np.flatnonzero(np.diff(labels[order])) + 1
-                out = []
-                for members in np.split(order, bounds):
-                    c = int(labels[members[0]])
-                    Xc = np.asarray(X[members], dtype=np.float32)
-                    d = np.linalg.norm(Xc - Xc.mean(axis=0), axis=1)
-                    by = np.argsort(d, kind="stable")
-                    k = min(N_CLUSTER_IMAGES, members.size)
-                    out.append({"cluster": c, "size": int(members.size), "description": self.facts.get(c, ""),
-                                "centre": members[by[:k]].tolist(), "edge": members[by[::-1][:k]].tolist(),
-                                "members": members})
-                out.sort(key=lambda r: (-r["size"], r["cluster"]))
+                out = [self._group(str(int(labels[m[0]])), m, X, self.facts.get(int(labels[m[0]]), ""))
+                       for m in np.split(order, bounds)]
+                out.sort(key=lambda r: (-r["size"], int(r["cluster"])))
                 self._clusters = out
             return self._clusters
+
+    def subclusters(self, path: str) -> list[dict]:
+        """The drill-down tree: the sub-clusters of group ``path`` ("3", "3/1", ...), largest first.
+
+        The study writes one flat clustering; a group is sub-clustered on demand in the
+        recommended space with the honest k rule of a split
+        (:func:`descluster.labelling.questions.split_group`), once per path (cached); a group
+        of more than ``DRILL_SAMPLE`` rows on a uniform sample of that many, each member then
+        assigned to the nearest sub-cluster mean.
+
+        Raises
+        ------
+        LabellingError
+            A path that names no group, or a group too small to divide (fewer than ``MIN_DRILL`` rows).
+        """
+        from ..labelling.questions import split_group
+
+        parent = path.rsplit("/", 1)[0] if "/" in path else None
+        siblings = self.clusters() if parent is None else self.subclusters(parent)
+        group = next((g for g in siblings if g["cluster"] == path), None)
+        if group is None:
+            raise LabellingError(f"no cluster {path!r} in the drill-down tree")
+        if not group["drill"]:
+            raise LabellingError(f"cluster {path!r} has {group['size']} images: too few to divide")
+        with self._map_lock:
+            if path not in self._subclusters:
+                X = self.data.space(self.data.recommended)
+                members = np.sort(group["members"])
+                if members.size <= DRILL_SAMPLE:
+                    parts = split_group(np.asarray(X[members]), random_state=0)
+                else:  # fit on a uniform sample, every member to its nearest sub-cluster mean
+                    pick = np.sort(np.random.default_rng(0).choice(members.size, DRILL_SAMPLE, replace=False))
+                    Xs = np.asarray(X[members[pick]], dtype=np.float32)
+                    centres = np.stack([Xs[p].mean(axis=0) for p in split_group(Xs, random_state=0)])
+                    c2 = (centres**2).sum(axis=1)  # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, |x|^2 the same for all c
+                    near = np.concatenate([(c2 - 2 * np.asarray(X[members[i:i + 65536]], np.float32) @ centres.T)
+                                           .argmin(axis=1) for i in range(0, members.size, 65536)])
+                    parts = [np.flatnonzero(near == j) for j in range(len(centres)) if (near == j).any()]
+                out = [self._group(f"{path}/{i}", members[p], X) for i, p in enumerate(parts)]
+                out.sort(key=lambda r: -r["size"])
+                self._subclusters[path] = out
+            return self._subclusters[path]
 
     def page(self, name: str, **context) -> str:
         """Render template ``name`` (autoescaped)."""
@@ -423,14 +475,18 @@ def build_routes(app: LabellingApp):
         task = request.query_params.get("task", "")
         if task not in app.task_names():
             return RedirectResponse("/", status_code=303)
-        rows = await run(cluster_rows, task)
+        path = request.query_params.get("path", "")
+        if path and not re.fullmatch(r"\d+(/\d+)*", path):
+            raise LabellingError(f"path {path!r}: cluster ids separated by '/', e.g. 3/1")
+        rows = await run(cluster_rows, task, path)
+        trail = [] if not path else ["/".join(path.split("/")[: i + 1]) for i in range(path.count("/") + 1)]
         return render("clusters.html", "clusters", task, clusters=rows, space=app.data.recommended,
-                      tree=None)
+                      path=path, trail=trail)
 
-    def cluster_rows(task: str) -> list[dict]:
+    def cluster_rows(task: str, path: str = "") -> list[dict]:
         label, conf, classes = app.final_labels(task)
         out = []
-        for c in app.clusters():
+        for c in (app.subclusters(path) if path else app.clusters()):
             lab = label[c["members"]]
             lab = lab[lab >= 0]
             if lab.size:
@@ -441,7 +497,7 @@ def build_routes(app: LabellingApp):
                 purity, name = None, ""
             out.append({"cluster": c["cluster"], "size": c["size"], "description": c["description"],
                         "centre": c["centre"], "edge": c["edge"], "purity": purity, "label": name,
-                        "reached": int(lab.size)})
+                        "reached": int(lab.size), "drill": c["drill"]})
         return out
 
     # -------------------------------------------------------------- API
