@@ -60,10 +60,6 @@ __all__ = ["Question", "QuestionPolicy", "DefaultPolicy", "PolicyContext", "spli
 MAX_SHOWN = 64
 #: Share of a shown group under which it is answered "split" rather than named (the issue's rule).
 SPLIT_SHARE = 0.8
-#: Images the first cluster question shows: the smallest group in which one image that does not
-#: belong still leaves a :data:`SPLIT_SHARE` majority, ``ceil(1 / (1 - 0.8)) = 5`` (with 4 shown, one
-#: stray image makes the very first answer a split, and the first decisions label nothing).
-SMALLEST_CORE = 5
 
 
 @dataclass
@@ -295,9 +291,9 @@ class DefaultPolicy(QuestionPolicy):
         Images per review batch, at most :data:`MAX_SHOWN`.
     core_size : int, default 16
         Most images shown per cluster question (the members nearest the cluster mean).
-        The first cluster question shows :data:`SMALLEST_CORE` images; the size doubles
-        after each cluster question named without a split and halves after a split (a
-        small first guess costs little; once cores prove pure, more images per naming).
+        The first cluster question shows ``core_size // 4``; the size doubles after each
+        cluster question named without a split and halves after a split (a small first
+        guess costs little; once cores prove pure, more images per naming).
     tilt : bool, default True
         Tilt review draws towards likelier-right images when a uniform draw would not be
         pure enough (:func:`tilt`); False draws uniformly.
@@ -402,9 +398,9 @@ class DefaultPolicy(QuestionPolicy):
         return None
 
     def _core_size(self, st) -> int:
-        """Images shown per cluster question: :data:`SMALLEST_CORE` at first, doubled after each cluster
+        """Images shown per cluster question: ``core_size / 4`` at first, doubled after each cluster
         question named without a split and halved after a split, within [2, ``core_size``]."""
-        size = min(self.core_size, SMALLEST_CORE)
+        size = max(2, self.core_size // 4)
         for e in st.entries:
             if e.kind == "answer" and e.payload["question"]["kind"] == "cluster":
                 size = max(2, size // 2) if e.payload["action"] == "split" else min(self.core_size, size * 2)
