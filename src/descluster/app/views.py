@@ -336,6 +336,7 @@ class LabellingApp:
             A path that names no group, or a group too small to divide (fewer than ``MIN_DRILL`` rows).
         """
         from ..labelling.questions import split_group
+        from ..rows import nearest_centroid, sample_rows
 
         parent = path.rsplit("/", 1)[0] if "/" in path else None
         siblings = self.clusters() if parent is None else self.subclusters(parent)
@@ -351,12 +352,9 @@ class LabellingApp:
                 if members.size <= DRILL_SAMPLE:
                     parts = split_group(np.asarray(X[members]), random_state=0)
                 else:  # fit on a uniform sample, every member to its nearest sub-cluster mean
-                    pick = np.sort(np.random.default_rng(0).choice(members.size, DRILL_SAMPLE, replace=False))
-                    Xs = np.asarray(X[members[pick]], dtype=np.float32)
+                    Xs = np.asarray(X[members[sample_rows(members.size, DRILL_SAMPLE, 0)]], dtype=np.float32)
                     centres = np.stack([Xs[p].mean(axis=0) for p in split_group(Xs, random_state=0)])
-                    c2 = (centres**2).sum(axis=1)  # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, |x|^2 the same for all c
-                    near = np.concatenate([(c2 - 2 * np.asarray(X[members[i:i + 65536]], np.float32) @ centres.T)
-                                           .argmin(axis=1) for i in range(0, members.size, 65536)])
+                    near = nearest_centroid(X[members], centres)
                     parts = [np.flatnonzero(near == j) for j in range(len(centres)) if (near == j).any()]
                 out = [self._group(f"{path}/{i}", members[p], X) for i, p in enumerate(parts)]
                 out.sort(key=lambda r: -r["size"])
