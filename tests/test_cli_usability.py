@@ -146,3 +146,22 @@ def test_label_prints_the_path_it_wrote(tmp_path, capsys):
     target = tmp_path / "sub.csv"
     assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv"), "--out", str(target)]) == 0
     assert str(target.resolve()) in capsys.readouterr().out and target.is_file()
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "no-comparison"])
+def test_serve_on_a_folder_that_is_not_a_results_folder_exits_2_before_listening(tmp_path, what):
+    folder = tmp_path / "out"
+    if what != "missing":
+        folder.mkdir()
+    if what == "no-comparison":
+        (folder / "manifest.json").write_text("{}")
+        (folder / "clusters.csv").write_text("path,cluster\na.jpg,0\n")
+    r = subprocess.run([sys.executable, "-m", "descluster", "serve", str(folder), "--port", "1"],
+                       capture_output=True, text=True, cwd=REPO, timeout=60,
+                       env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "open: http" not in r.stdout  # it never listened
+    line = {"missing": f"{folder}: no such results folder", "empty": f"{folder / 'manifest.json'} does not exist",
+            "no-comparison": f"{folder / 'comparison.csv'} does not exist"}[what]
+    assert r.stderr.strip().splitlines() == [next(s for s in r.stderr.splitlines() if line in s)]
+    assert r.stderr.startswith("descluster: error: ")

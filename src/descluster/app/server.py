@@ -302,9 +302,15 @@ def serve(results, host: str = "127.0.0.1", port: int = 8765, images=None, token
     ------
     ParameterError
         Bad port or the address is in use.
+    CaseError
+        ``results`` is not a results folder or lacks a file the session opens
+        (:func:`~descluster.labelling.spaces.check_results_folder`), before anything listens.
     """
     if not 0 < int(port) < 65536:
         raise ParameterError(f"--port {port}: must be within 1..65535")
+    from ..labelling.spaces import check_results_folder
+
+    check_results_folder(results)  # a missing folder or file fails now (exit 2), not after listening
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -72,6 +72,40 @@ def _safe_name(descriptor: str) -> str:
     return descriptor.replace(":", "_").replace("+", "_").replace("/", "_")
 
 
+def check_results_folder(root: str | os.PathLike) -> Path:
+    """Check, without reading them, that the files the labelling engine opens are in ``root``.
+
+    A cheap test (file existence only) for callers that must fail at once, before any work,
+    e.g. ``descluster serve`` before it listens; :class:`ResultsData` runs it first too.
+
+    Parameters
+    ----------
+    root : str or PathLike
+        A ``descluster run`` results folder.
+
+    Returns
+    -------
+    Path
+        ``root`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    CaseError
+        ``root`` is not a folder, or ``manifest.json``, ``clusters.csv`` or ``comparison.csv`` is
+        missing from it (the first missing file is named).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise CaseError(f"{root}: no such results folder (run `descluster run CASE --out {root}` first)")
+    man = root / "manifest.json"
+    if not man.is_file():
+        raise CaseError(f"{man} does not exist: `descluster run` has not finished writing {root}")
+    for name in ("clusters.csv", "comparison.csv"):
+        if not (root / name).is_file():
+            raise CaseError(f"{root / name} does not exist: rerun `descluster run`")
+    return root
+
+
 class ResultsData:
     """Read-only view of a ``descluster run`` results folder for the labelling engine.
 
@@ -109,9 +143,8 @@ class ResultsData:
 
     def __init__(self, results_dir: str | os.PathLike, images: str | os.PathLike | None = None):
         self.root = Path(results_dir)
+        check_results_folder(self.root)
         man = self.root / "manifest.json"
-        if not man.is_file():
-            raise CaseError(f"{man} does not exist: `descluster run` has not finished writing {self.root}")
         try:
             self.manifest = json.loads(man.read_text())
             self._case_root = Path(self.manifest["case"]["root"])
@@ -122,8 +155,6 @@ class ResultsData:
         self.paths = clusters["path"].astype(str).tolist()
         self.n_samples = len(self.paths)
         comp_path = self.root / "comparison.csv"
-        if not comp_path.is_file():
-            raise CaseError(f"{comp_path} does not exist: rerun `descluster run`")
         comp = pd.read_csv(comp_path)
         need = {"descriptor", "preprocessing", "algorithm", "recommended", "score"}
         if need - set(comp.columns):
