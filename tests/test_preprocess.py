@@ -257,3 +257,13 @@ def test_mixture_key_names_each_block_scaler_so_it_can_be_read_back():
     assert SpaceId.mixture(same).key == "mix:a+b/l2"
     names, preps = SpaceId.mixture(parts).key[4:].split("/")
     assert len(names.split("+")) == len(preps.split("+"))
+
+
+def test_mixture_table_name_reads_back_to_its_kinds():
+    from descluster.results import SpaceId
+
+    parts = [SpaceId.single("osnet", "l2"), SpaceId.single("vdc_color", "none"), SpaceId.single("vdc_type", "l2")]
+    mix = SpaceId.mixture(parts)
+    assert SpaceId.mixture_kinds(mix.descriptor) == ("osnet", "vdc_color", "vdc_type")
+    assert mix.preprocessing.split("+") == ["l2", "none", "l2"]
+    assert SpaceId.mixture_kinds("osnet") is None and SpaceId.mixture_kinds(parts[0].descriptor) is None

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .results import SpaceId
+
 __all__ = ["describe_case", "configuration_words", "run_summary", "unreadable_lines"]
 
 #: How many paths or clusters a console line lists before "and N more".
@@ -134,8 +136,9 @@ def configuration_words(row) -> str:
         optional ``n_components``).
     """
     desc, prep = str(row["descriptor"]), str(row.get("preprocessing", ""))
-    if desc.startswith("mix:"):
-        parts, preps = desc[4:].split("+"), prep.split("+")
+    kinds = SpaceId.mixture_kinds(desc)
+    if kinds is not None:
+        parts, preps = list(kinds), prep.split("+")
         if len(preps) == len(parts):  # the mixture's blocks, each at its own scaler
             parts = [f"{d} ({_SCALERS.get(p, p)})" for d, p in zip(parts, preps)]
         what = "the mixture of " + (" and ".join(parts) if len(parts) <= 2 else ", ".join(parts[:-1]) + " and " + parts[-1])

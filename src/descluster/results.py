@@ -21,6 +21,9 @@ def choice_key(descriptor: str, preprocessing: str, algorithm: str) -> str:
     return f"{descriptor}/{preprocessing}/{algorithm}"
 
 
+_MIX = "mix:"  # table-name prefix of a mixture (SpaceId.mixture, SpaceId.mixture_kinds)
+
+
 @dataclass(frozen=True)
 class SpaceId:
     """Identity of a reduced space: which descriptor kind(s), which scaler, from which inputs.
@@ -71,9 +74,19 @@ class SpaceId:
             raise ParameterError(f"a mixture needs one or more single spaces; got {[p.key for p in parts]}")
         preps = [p.preprocessing for p in parts]
         # one name when every part shares it, else one per part (in order), so the key can be read back
-        return cls("mix:" + "+".join(p.descriptor for p in parts),
+        return cls(_MIX + "+".join(p.descriptor for p in parts),
                    preps[0] if len(set(preps)) == 1 else "+".join(preps), parts,
                    stable_hash([p.fingerprint for p in parts]))
+
+    @staticmethod
+    def mixture_kinds(descriptor: str) -> tuple[str, ...] | None:
+        """The descriptor kinds named by a table's ``descriptor`` value if it names a mixture, else None.
+
+        The inverse of the name :meth:`mixture` writes (``"mix:a+b"`` -> ``("a", "b")``); the
+        ``preprocessing`` value beside it is one scaler for all blocks or one per block, joined by ``+``.
+        """
+        descriptor = str(descriptor)
+        return tuple(descriptor[len(_MIX):].split("+")) if descriptor.startswith(_MIX) else None
 
     @property
     def key(self) -> str:

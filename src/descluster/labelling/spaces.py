@@ -38,6 +38,7 @@ from ..cache import StageCache, stable_hash
 from ..profile import identities_from_paths
 from ..errors import CaseError, LabellingError
 from ..io.atomic import write_npy
+from ..results import SpaceId
 from .names import read_clusters
 
 __all__ = ["ResultsData", "KnnGraph", "GRAPH_NEIGHBOURS"]
@@ -164,7 +165,8 @@ class ResultsData:
             raise CaseError(f"{comp_path}: no row has recommended = True")
         self.recommended = f"{rec.iloc[0]['descriptor']}/{rec.iloc[0]['preprocessing']}"
         self.clusterings = {self.recommended: clusters["cluster"].to_numpy(np.int64)}
-        single = comp[~comp["descriptor"].astype(str).str.startswith("mix:")]
+        mixed = comp["descriptor"].map(lambda d: SpaceId.mixture_kinds(d) is not None).to_numpy(bool)
+        single = comp[~mixed]
         best = single.sort_values("score", ascending=False, kind="mergesort").drop_duplicates("descriptor")
         best_keys = {d: f"{d}/{p}/{a}" for d, p, a in zip(best["descriptor"], best["preprocessing"], best["algorithm"])}
         for descriptor, key in sorted(best_keys.items()):
@@ -180,7 +182,7 @@ class ResultsData:
         for descriptor in sorted(self.manifest["case"].get("descriptor_sha256", {})):
             for prep in params.get("preprocessings", []):
                 self.candidates.append(f"{descriptor}/{prep}")
-        for _, r in comp[comp["descriptor"].astype(str).str.startswith("mix:")].iterrows():
+        for _, r in comp[mixed].iterrows():
             self.candidates.append(f"{r['descriptor']}/{r['preprocessing']}")
         self.candidates = list(dict.fromkeys(self.candidates))
         self.identities = identities_from_paths(self.paths)[0]
@@ -262,9 +264,10 @@ class ResultsData:
         from ..results import ReducedSpace
 
         descriptor, _, preprocessing = key.partition("/")
-        if not descriptor.startswith("mix:"):
+        names = SpaceId.mixture_kinds(descriptor)
+        if names is None:
             return self._reduced(descriptor, preprocessing)
-        names = descriptor[4:].split("+")
+        names = list(names)
         preps = preprocessing.split("+")
         if len(preps) == 1:
             preps = preps * len(names)
@@ -278,8 +281,6 @@ class ResultsData:
                 preps = full
         if len(preps) != len(names):
             raise LabellingError(f"space {key!r}: {len(names)} descriptors but {len(preps)} preprocessings")
-        from ..results import SpaceId
-
         parts = [ReducedSpace(SpaceId.single(d, p), self._reduced(d, p), np.zeros(0), 0, 1.0)
                  for d, p in zip(names, preps)]
         return mix_spaces(parts).X
