@@ -14,6 +14,9 @@ Starts ``python -m descluster serve`` in a subprocess on a free port and measure
   over ``--answers`` answers (the annotator names each group by the majority study cluster of its
   shown rows, mod ``--classes``; the server refits in its background thread meanwhile);
 * ``map_s``: map meta + points + current labels (what the map view fetches);
+* ``clusters_page_s``: the cluster view (``GET /clusters``); ``drill_down_s``: opening the largest
+  study cluster (``drill_down_rows`` rows) in it, i.e. dividing it into sub-clusters on first use
+  (``drill_down_links``: the sub-clusters that can be opened further);
 * ``rss_mb``: the server's peak resident memory, sampled after every request (psutil).
 
 Either on an existing results folder (``--results OUT``; it is copied first, so nothing is written
@@ -176,6 +179,19 @@ def main(argv: list[str] | None = None) -> int:
             c.call("/api/map/labels?task=bench")
             map_s = time.perf_counter() - t
             sample()
+            t = time.perf_counter()
+            status, _ = c.call("/clusters?task=bench")
+            clusters_s = time.perf_counter() - t
+            assert status == 200, status
+            sample()
+            sizes = np.bincount(study[study >= 0])
+            top = int(sizes.argmax())  # the largest study cluster: the slowest to divide
+            t = time.perf_counter()
+            status, body = c.call(f"/clusters?task=bench&path={top}")
+            drill_s = time.perf_counter() - t
+            assert status == 200, (status, body[:300])
+            drill_groups = body.count(b"look inside") or None
+            sample()
             progress = c.json("/api/progress?task=bench")
             time.sleep(1.0)
             sample()
@@ -191,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
               "answer_next_ms_median": round(float(np.median(lat)), 1) if lat.size else None,
               "answer_next_ms_p95": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
               "answer_next_ms_max": round(float(lat.max()), 1) if lat.size else None,
-              "map_s": round(map_s, 3), "map_how": meta["how"], "rss_mb": round(peak[0] / 2**20, 1),
+              "map_s": round(map_s, 3), "map_how": meta["how"],
+              "clusters_page_s": round(clusters_s, 3), "drill_down_s": round(drill_s, 3),
+              "drill_down_rows": int(sizes[top]), "drill_down_links": drill_groups,
+              "rss_mb": round(peak[0] / 2**20, 1),
               "decisions": progress["decisions"], "labelled_share": round(progress["labelled_share"], 4),
               "load_average": list(os.getloadavg()), "machine": machine_facts()}
     width = max(len(k) for k in result)
