@@ -78,6 +78,13 @@ with sync_playwright() as pw:
     for fx, fy in pts[1:] + pts[:1]:
         page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=6)
     page.mouse.up()
+    # then point at a dot left of the lasso: its thumbnail shows beside the cursor
+    i = page.evaluate("() => { const m = window.__map; let best = 0, bd = 1e9; for (let i = 0; i < m.meta.n; i++) {"
+                      " const [x, y] = m.toPx(m.pts[2 * i], m.pts[2 * i + 1]); const d = (x - 0.2 * m.W) ** 2 + (y - 0.4 * m.H) ** 2;"
+                      " if (d < bd) { bd = d; best = i; } } return best; }")
+    cx, cy = page.evaluate(f"() => {{ const m = window.__map; const [x, y] = m.toPx(m.pts[{2 * i}], m.pts[{2 * i + 1}]); return [x / m.W, y / m.H]; }}")
+    page.mouse.move(box["x"] + cx * box["width"], box["y"] + cy * box["height"], steps=4)
+    page.wait_for_function("() => { const i = document.querySelector('#map-tip img'); return !document.getElementById('map-tip').hidden && i.complete && i.naturalWidth > 0; }")
     page.wait_for_timeout(300)
     page.screenshot(path=str(DOCS / "app-map.png"))
     page.goto(base + "/clusters?task=vehicle_type")

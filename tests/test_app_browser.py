@@ -164,6 +164,20 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         page.goto(server.url.split("?")[0] + "map?task=kind")
         page.wait_for_function("() => window.__map && window.__map.ready")
         box = page.locator("#map").bounding_box()
+        # hover over image 7's dot: its thumbnail shows (a point drawn elsewhere may be nearer: any row is
+        # fine as long as the tip shows the row the page found under the cursor)
+        cx, cy = page.evaluate("() => { const m = window.__map; const [x, y] = m.toPx(m.pts[14], m.pts[15]);"
+                               " return [x / m.W, y / m.H]; }")
+        page.mouse.move(box["x"] + cx * box["width"], box["y"] + cy * box["height"], steps=3)
+        page.wait_for_function("() => !document.getElementById('map-tip').hidden")
+        row = page.evaluate("() => window.__map.hover")
+        assert row >= 0
+        page.wait_for_function("() => { const i = document.querySelector('#map-tip img'); "
+                               "return i.complete && i.naturalWidth > 0; }")
+        assert page.get_attribute("#map-tip img", "src") == f"/thumb/{row}"
+        assert f"image {row:,}" in page.inner_text("#map-tip")
+        page.mouse.move(box["x"] - 5, box["y"] - 5)
+        page.wait_for_function("() => document.getElementById('map-tip').hidden")
         pts = [(0.02, 0.02), (0.5, 0.02), (0.5, 0.98), (0.02, 0.98)]
         page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
         page.mouse.down()

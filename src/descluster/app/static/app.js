@@ -257,7 +257,7 @@ async function mapView() {
   const toPx = (x, y) => [PAD + (x - x0) * sx, H - PAD - (y - y0) * sy];
   const toData = (px, py) => [x0 + (px - PAD) / sx, y0 + (H - PAD - py) / sy];
   let codes = null, conf = null, classes = [], base = null, lasso = [], inside = null;
-  const st = {meta, pts};
+  const st = {meta, pts, toPx, W, H};
   window.__map = st;
 
   async function loadLabels() {
@@ -323,13 +323,50 @@ async function mapView() {
   }
 
   function pos(ev) { const b = canvas.getBoundingClientRect(); return [(ev.clientX - b.left) * W / b.width, (ev.clientY - b.top) * H / b.height]; }
+  // hover: the image under the cursor (nearest point within HOVER_PX canvas pixels), found through a
+  // grid of HOVER_PX cells built once, so a move looks at 9 cells, not every point
+  const HOVER_PX = 6, GW = Math.ceil(W / HOVER_PX), cells = new Map();
+  for (let i = 0; i < meta.n; i++) {
+    const [px, py] = toPx(pts[2 * i], pts[2 * i + 1]);
+    const key = Math.floor(py / HOVER_PX) * GW + Math.floor(px / HOVER_PX);
+    const list = cells.get(key);
+    if (list) list.push(i); else cells.set(key, [i]);
+  }
+  function nearest(px, py) {
+    let best = -1, bd = HOVER_PX * HOVER_PX;
+    const cx = Math.floor(px / HOVER_PX), cy = Math.floor(py / HOVER_PX);
+    for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+      for (const i of cells.get((cy + dy) * GW + cx + dx) || []) {
+        const [x, y] = toPx(pts[2 * i], pts[2 * i + 1]);
+        const d = (x - px) ** 2 + (y - py) ** 2;
+        if (d < bd) { bd = d; best = i; }
+      }
+    }
+    return best;
+  }
+  const tip = document.getElementById("map-tip");
+  function hover(ev) {
+    const [px, py] = pos(ev);
+    const i = nearest(px, py);
+    st.hover = i;
+    if (i < 0) { tip.hidden = true; return; }
+    const c = codes[i], name = c === 0 ? "no label yet" : (classes[c - 1] || "?");
+    const img = tip.querySelector("img");
+    if (img.dataset.row !== String(i)) { img.src = "/thumb/" + i; img.dataset.row = String(i); }
+    tip.querySelector(".tip-text").textContent = `image ${i.toLocaleString()} · ${name} · confidence ${Math.round(conf[i] / 2.55)} %`;
+    const b = canvas.getBoundingClientRect(), wrap = canvas.parentElement.getBoundingClientRect();
+    tip.style.left = Math.min(ev.clientX - wrap.left + 14, b.width - 150) + "px";
+    tip.style.top = Math.min(ev.clientY - wrap.top + 14, b.height - 150) + "px";
+    tip.hidden = false;
+  }
   let drawing = false;
-  canvas.addEventListener("mousedown", (ev) => { drawing = true; lasso = [pos(ev)]; });
+  canvas.addEventListener("mousedown", (ev) => { drawing = true; tip.hidden = true; lasso = [pos(ev)]; });
   canvas.addEventListener("mousemove", (ev) => {
-    if (!drawing) return;
+    if (!drawing) { hover(ev); return; }
     lasso.push(pos(ev));
     ctx.putImageData(base, 0, 0); drawLasso();
   });
+  canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
   window.addEventListener("mouseup", () => {
     if (!drawing) return;
     drawing = false;
