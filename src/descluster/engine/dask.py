@@ -13,8 +13,10 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   as scikit-learn's ``StandardScaler``; ``robust`` reads its fixed-seed sample of rows; ``l2`` gets the
   scatter of its own scaled blocks), and the PCA is the local :class:`~descluster.preprocess.ChunkedPCA`
   fitted from the merged moments; the projection runs per block.
-* **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's (best of ``n_init``
-  k-means++ runs on the same fixed-seed ``init_sample`` rows, Arthur & Vassilvitskii 2007), then Lloyd
+* **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's ``init``: best of ``n_init``
+  k-means++ runs on the same fixed-seed ``init_sample`` rows (Arthur & Vassilvitskii 2007), or k-means||
+  over all rows (Bahmani et al. 2012; :mod:`descluster.cluster.seeding`: each of its passes a map over the
+  blocks on the workers and a tree merge, the weighted candidates reduced to k on the client), then Lloyd
   iterations as map (assign each block's rows, per-cluster sums, counts and squared distances) and
   reduce (new centres = sums / counts), stopped by scikit-learn's tolerance (``tol`` times the mean column
   variance, on the summed squared centre shift) or ``max_iter``; a final assignment pass gives labels
@@ -43,8 +45,10 @@ import numpy as np
 import dask
 import dask.array as da
 
+from ..cluster.seeding import kmeans_parallel, merge_parts, nearest_sq
 from ..cluster.sweep import SweepResult
 from ..errors import DesclusterError, ParameterError
+from ..io.zarr_store import ZarrDescriptor
 from ..outliers.neighbours import NeighbourIndex
 from ..rows import sample_rows
 from . import Engine
@@ -165,12 +169,9 @@ def _blocks(Xd: da.Array) -> list:
 
 
 def _assign(C: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre (squared Euclidean, float64) of each row: labels (m,) int64 and squared distances (m,)."""
-    C64 = np.asarray(C, dtype=np.float64)
-    d2 = (np.einsum("ij,ij->i", C64, C64)[:, None] - 2.0 * (C64 @ centres.T)
-          + np.einsum("ij,ij->i", centres, centres)[None, :])
-    lab = np.argmin(d2, axis=1)
-    return lab.astype(np.int64), np.maximum(d2[np.arange(C64.shape[0]), lab], 0.0)
+    """Nearest centre (squared Euclidean, float64) of each row: labels (m,) int64 and squared distances (m,)
+    (:func:`descluster.cluster.seeding.nearest_sq`)."""
+    return nearest_sq(C, centres)
 
 
 def _lloyd_map(C: np.ndarray, centres: np.ndarray) -> dict[str, Any]:
@@ -300,7 +301,9 @@ class DaskEngine(Engine):
 
         Parameters
         ----------
-        X : dask array, numpy memmap (of a file), Zarr array or path of a Zarr store, or ndarray
+        X : dask array, numpy memmap (of a file), :class:`~descluster.io.zarr_store.ZarrDescriptor` (a case's
+            ``<kind>.zarr``: blocks of whole stored chunks unless ``block_rows`` is given), Zarr array or path
+            of a Zarr store, or ndarray
 
         Returns
         -------
@@ -308,6 +311,10 @@ class DaskEngine(Engine):
         """
         if isinstance(X, da.Array):
             return X.rechunk({0: self._rows(X.shape[1]), 1: -1})
+        if isinstance(X, ZarrDescriptor):  # a converted case: the workers open the store by path
+            d, c = X.shape[1], X.chunk_rows
+            rows = self.block_rows or max(1, round(self._rows(d) / c)) * c  # whole stored chunks per block
+            return da.from_zarr(str(X.path), chunks=(rows, d))
         if isinstance(X, (str,)) or type(X).__module__.startswith("zarr"):
             Z = da.from_zarr(X)
             return Z.rechunk({0: self._rows(Z.shape[1]), 1: -1})
@@ -453,8 +460,7 @@ class _KMeansSweep:
         adapter._params()
         self.engine, self.adapter, self.random_state = engine, adapter, int(random_state)
         Xd = engine.array(X)
-        if not isinstance(X, da.Array) and not isinstance(X, np.memmap) and not isinstance(X, str) \
-                and not type(X).__module__.startswith("zarr"):
+        if not isinstance(X, (da.Array, np.memmap, str, ZarrDescriptor)) and not type(X).__module__.startswith("zarr"):
             Xd = engine.client.persist(Xd)  # in-memory rows: sent to the workers once for the whole sweep
         self.Xd = Xd
         self.n, self.p = Xd.shape
@@ -478,15 +484,33 @@ class _KMeansSweep:
         parts = [dask.delayed(fn, pure=True)(b, *args) for b, _ in _blocks(self.Xd)]  # args: k x p arrays
         return self.engine._compute(_tree(parts, _add))[0]
 
-    def fit(self, k: int) -> dict[str, Any]:
-        """Seed, Lloyd to tolerance, final assignment and per-cluster statistics of one k."""
+    def _map_merge(self, fn, *args):
+        """``fn(block, first_row, *args)`` on every block, merged by :func:`~descluster.cluster.seeding.merge_parts`
+        in a tree on the workers (the ``map_blocks`` of :func:`~descluster.cluster.seeding.kmeans_parallel`)."""
+        parts = [dask.delayed(fn, pure=True)(b, s, *args) for b, s in _blocks(self.Xd)]
+        return self.engine._compute(_tree(parts, merge_parts))[0]
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.engine._compute(self.Xd[np.asarray(idx, dtype=np.int64)])[0], dtype=np.float64)
+
+    def seed(self, k: int) -> np.ndarray:
+        """Initial centres (k, p) float64: the adapter's ``init`` (``"k-means++"``: best of ``n_init`` runs on
+        the ``init_sample`` rows, as the local adapter; ``"k-means||"``: over all rows, per block)."""
         from sklearn.cluster import KMeans
 
         a = self.adapter
+        if a.init == "k-means||":
+            return kmeans_parallel(self._map_merge, self._take, self.n, k, random_state=a.random_state,
+                                   n_init=a.n_init)["centres"]
+        seed = KMeans(k, n_init=a.n_init, random_state=a.random_state, max_iter=100, tol=a.tol).fit(self.seed_rows)
+        return seed.cluster_centers_.astype(np.float64)
+
+    def fit(self, k: int) -> dict[str, Any]:
+        """Seed, Lloyd to tolerance, final assignment and per-cluster statistics of one k."""
+        a = self.adapter
         if not 1 <= k <= self.n:
             raise ParameterError(f"k = {k} is outside 1..{self.n} (rows)")
-        seed = KMeans(k, n_init=a.n_init, random_state=a.random_state, max_iter=100, tol=a.tol).fit(self.seed_rows)
-        centres = seed.cluster_centers_.astype(np.float64)
+        centres = self.seed(k)
         n_iter = 0
         for n_iter in range(1, a.max_iter + 1):
             s = self._map_reduce(_lloyd_map, centres)
