@@ -236,3 +236,30 @@ def test_kmeans_init_is_validated():
     X, _ = _blobs(n=300)
     with pytest.raises(ParameterError, match="init"):
         KMeansAdapter(3, init="random").fit(X)
+
+
+@pytest.mark.parametrize("name", ["gmm", "birch", "ward", "hdbscan"])
+def test_sample_fitted_algorithms_extend_per_block(engine, name):
+    """Fitted on the client's sample (the local adapter's own rows), extended to all rows on the workers:
+    the local sweep's table and labels."""
+    from descluster.cluster.algorithms import make_algorithm
+    from descluster.cluster.sweep import sweep
+    from descluster.engine.dask import DaskSweepResult
+
+    X, _ = _planted(kinds=(("a", 12),))
+    X = X["a"]
+    adapter = make_algorithm(name, random_state=0, max_fit_rows=1000)
+    ks = [3, 6]
+    local = sweep(X, adapter, ks=ks, random_state=0, stability_rows=300, silhouette_sample=800)
+    dask = engine.sweep(X, adapter, ks, 0, 300, 800)
+    assert isinstance(dask, DaskSweepResult) and dask.labels.shape[0] == 0  # no n-row labels held per k
+    lt, dt = local.table, dask.table
+    assert list(dt["k"]) == list(lt["k"]) and list(dt["n_clusters"]) == list(lt["n_clusters"])
+    for col in ("calinski_harabasz", "davies_bouldin", "inertia", "noise_share", "bic"):
+        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=1e-9, equal_nan=True)
+    for col in ("silhouette", "stability", "min_cluster_size", "max_cluster_size"):
+        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=0, atol=1e-12)
+    for k in lt["k"]:
+        np.testing.assert_array_equal(dask.labels_for(int(k)), local.labels_for(int(k)))
+        if name == "hdbscan":
+            np.testing.assert_allclose(dask.centroids[k], local.centroids[k], rtol=1e-6)
