@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    write_json(args.out, {"case": str(args.case), "descriptors": {k: list(v.shape) for k, v in case.descriptors.items()},
+    shapes = {k: list(v.shape) for k, v in case.descriptors.items()}
+    write_json(args.out, {"case": str(args.case), "descriptors": shapes,
                           "files": {k: Path(v).name for k, v in case.descriptor_files.items()},
                           "workers": args.workers, "ks": [args.k_min, args.k_max], "init_sample": args.init_sample,
                           "machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows})

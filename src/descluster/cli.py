@@ -1,4 +1,4 @@
-"""Command line: ``descluster extract | run | convert | demo | assign | label``. Parses arguments and calls the pipeline.
+"""Command line: ``descluster extract | run | convert | demo | assign | label``. Parses arguments, calls the pipeline.
 
 Stable interface::
 

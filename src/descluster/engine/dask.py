@@ -630,7 +630,8 @@ class _KMeansSweep:
                 rows.append(self.row(k_row, f, time.perf_counter() - t0))
                 if f["centres"] is not None:
                     centroids[k_row] = f["centres"]
-                predictors[k_row] = f["predictor"] if f.get("predictor") is not None else CentroidPredictor(f["centres"])
+                given = f.get("predictor")
+                predictors[k_row] = given if given is not None else CentroidPredictor(f["centres"])
                 if "extension" in f:
                     extensions[k_row] = f["extension"]
             if progress:
