@@ -5,7 +5,8 @@ fresh subprocess runs, per descriptor kind, what ``descluster run --algorithms k
 standard`` runs for it: scale + PCA (variance target 0.90), the k-means sweep over ``--ks``, k chosen by
 :func:`descluster.cluster.selection.choose_k`, and the chosen k's labels. The Dask engine starts a
 ``distributed.LocalCluster`` of ``--workers`` one-thread worker processes; the descriptors are read by
-the workers from the ``.npy`` files, the reduced space is written by them to a Zarr store (``--scratch``)
+the workers from the ``.npy`` files (or the ``.zarr`` stores of ``descluster convert``, preferred where
+present), the reduced space is written by them to a Zarr store (``--scratch``)
 and the sweep reads it from there, so no process holds the rows. Peak resident memory is sampled every
 0.2 s for the client (the subprocess) and for each worker process (RSS; a worker restarted by its nanny
 counts as a new process). ``--kill-case`` also runs the Dask engine once more on that case and kills
@@ -91,7 +92,9 @@ def one_run(case: Path, engine_name: str, ks: list[int], workers: int, scratch: 
     from descluster.cluster.selection import choose_k
     from descluster.engine.local import LocalEngine
 
-    files = sorted((case / "descriptors").glob("*.npy"))
+    stores = {p.stem: p for p in (case / "descriptors").glob("*.zarr")}  # `descluster convert` stores first
+    files = sorted([stores.get(f.stem, f) for f in (case / "descriptors").glob("*.npy")]
+                   + [p for stem, p in stores.items() if not (case / "descriptors" / f"{stem}.npy").exists()])
     if kinds:
         files = [f for f in files if f.stem in kinds]
     out = {"case": str(case), "engine": engine_name, "ks": [ks[0], ks[-1]], "kinds": {}}
@@ -107,8 +110,13 @@ def one_run(case: Path, engine_name: str, ks: list[int], workers: int, scratch: 
             engine = LocalEngine()
         try:
             for f in files:
-                X = np.load(f, mmap_mode="r")
-                rec = {"rows": int(X.shape[0]), "dims": int(X.shape[1])}
+                if f.suffix == ".zarr":
+                    from descluster.io.zarr_store import ZarrDescriptor
+
+                    X = ZarrDescriptor(f)
+                else:
+                    X = np.load(f, mmap_mode="r")
+                rec = {"rows": int(X.shape[0]), "dims": int(X.shape[1]), "file": f.name}
                 t0 = time.perf_counter()
                 kw = dict(variance_target=0.90, max_components=256, random_state=0, descriptor=f.stem)
                 if engine_name == "dask":
@@ -168,7 +176,8 @@ def _table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("cases", nargs="*", type=Path, help="case folders (descriptors/*.npy)")
+    ap.add_argument("cases", nargs="*", type=Path,
+                    help="case folders (descriptors/*.npy, or the *.zarr stores of `descluster convert`)")
     ap.add_argument("--engines", default="local,dask")
     ap.add_argument("--ks", default="2-10", help="k range, e.g. 2-10 (default %(default)s)")
     ap.add_argument("--workers", type=int, default=2)

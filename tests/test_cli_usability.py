@@ -35,7 +35,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_every_option_and_argument_of_every_command_has_help_with_its_default():
     parser = build_parser()
     commands = _commands(parser)
-    assert set(commands) == {"extract", "run", "demo", "assign", "label", "simulate", "labels", "serve"}
+    assert set(commands) == {"extract", "run", "convert", "demo", "assign", "label", "simulate", "labels", "serve"}
     checked = 0
     for name, p in commands.items():
         assert p.allow_abbrev is False, name

@@ -158,3 +158,108 @@ def test_cli_refuses_bad_engine_options(tmp_path, capsys):
     code = main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "out"), "--engine", "dask", "--workers", "0"])
     err = capsys.readouterr().err
     assert code == 2 and "--workers" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- Zarr cases and k-means|| (issue 18)
+
+def _study_config(**params):
+    return RunConfig.from_dict({}, k_min=2, k_max=8, algorithms=["kmeans"], preprocessings=["standard"],
+                               embedding="pca", mixtures=False, outliers=False,
+                               cluster={"params": {"kmeans": {"init_sample": 600, **params}}})
+
+
+def test_zarr_case_gives_the_npy_case_study(tmp_path, engine):
+    """The Dask engine on a converted (.zarr) case = the default engine on the .npy case."""
+    pytest.importorskip("zarr")
+    import shutil
+
+    from descluster.case import load_case
+    from descluster.io.zarr_store import ZarrDescriptor, convert_case
+
+    X, _ = _planted(kinds=(("a", 48),))
+    npy = tmp_path / "npy"
+    (npy / "descriptors").mkdir(parents=True)
+    np.save(npy / "descriptors" / "a.npy", X["a"])
+    (npy / "images_paths.csv").write_text("paths\n" + "".join(f"cam/{i:05d}.jpg\n" for i in range(len(X["a"]))))
+    shutil.copytree(npy, tmp_path / "zarr")
+    convert_case(tmp_path / "zarr", chunk_rows=500, show_progress=False)
+    zcase = load_case(tmp_path / "zarr")
+    assert isinstance(zcase.descriptors["a"], ZarrDescriptor)
+    Xd = engine.array(zcase.descriptors["a"])
+    assert Xd.chunks[0] == (1000, 1000, 1000) and "from-zarr" in Xd.name  # read by the workers, by block
+    local = fit_study(load_case(npy), _study_config(), progress=False)
+    dask = fit_study(zcase, _study_config(), progress=False, engine=engine)
+    for key, sp in local.spaces.items():
+        assert dask.spaces[key].n_components == sp.n_components, key
+        np.testing.assert_allclose(dask.spaces[key].explained_variance_ratio, sp.explained_variance_ratio,
+                                   rtol=0, atol=1e-6)
+    for key, ch in local.choices.items():
+        assert dask.choices[key].k == ch.k, key
+        assert adjusted_rand_score(ch.labels, dask.choices[key].labels) >= 0.99, key
+
+
+def _blobs(n=3000, k=6, p=10, seed=1):
+    """k unit-variance Gaussian blobs centred at 25 times the first k unit vectors (all 35 apart)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    return (25.0 * np.eye(k, p)[y] + rng.normal(size=(n, p))).astype(np.float32), y
+
+
+def test_kmeans_parallel_seeding_is_block_independent():
+    from descluster.cluster.seeding import kmeans_parallel, local_blocks, row_uniforms
+
+    X, _ = _blobs()
+    a = kmeans_parallel(local_blocks(X, 300), lambda i: X[i], len(X), 6, random_state=3)
+    b = kmeans_parallel(local_blocks(X, 1000), lambda i: X[i], len(X), 6, random_state=3)
+    assert a["rounds"] == 5 and 6 <= a["n_candidates"] <= 1 + 5 * 2 * 6 * 2  # about l = 2k per round
+    np.testing.assert_allclose(a["centres"], b["centres"], rtol=0, atol=1e-9)
+    u = row_uniforms(3, 0, np.arange(100_000))
+    assert 0 <= u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.01
+    np.testing.assert_array_equal(u[500:600], row_uniforms(3, 0, np.arange(500, 600)))
+
+
+def test_kmeans_parallel_picks_k_and_matches_the_local_engine(engine):
+    X, y = _blobs()
+    case = descluster.Case.from_arrays({"a": X}, paths=[f"cam/{i:05d}.jpg" for i in range(len(y))])
+    config = _study_config(init="k-means||")
+    local = fit_study(case, config, progress=False)
+    dask = fit_study(case, config, progress=False, engine=engine)
+    for key, ch in local.choices.items():
+        assert ch.k == 6 and dask.choices[key].k == 6, key
+        assert adjusted_rand_score(y, ch.labels) >= 0.99, key
+        assert adjusted_rand_score(ch.labels, dask.choices[key].labels) >= 0.99, key
+
+
+def test_kmeans_init_is_validated():
+    from descluster.cluster.algorithms import KMeansAdapter
+
+    X, _ = _blobs(n=300)
+    with pytest.raises(ParameterError, match="init"):
+        KMeansAdapter(3, init="random").fit(X)
+
+
+@pytest.mark.parametrize("name", ["gmm", "birch", "ward", "hdbscan"])
+def test_sample_fitted_algorithms_extend_per_block(engine, name):
+    """Fitted on the client's sample (the local adapter's own rows), extended to all rows on the workers:
+    the local sweep's table and labels."""
+    from descluster.cluster.algorithms import make_algorithm
+    from descluster.cluster.sweep import sweep
+    from descluster.engine.dask import DaskSweepResult
+
+    X, _ = _planted(kinds=(("a", 12),))
+    X = X["a"]
+    adapter = make_algorithm(name, random_state=0, max_fit_rows=1000)
+    ks = [3, 6]
+    local = sweep(X, adapter, ks=ks, random_state=0, stability_rows=300, silhouette_sample=800)
+    dask = engine.sweep(X, adapter, ks, 0, 300, 800)
+    assert isinstance(dask, DaskSweepResult) and dask.labels.shape[0] == 0  # no n-row labels held per k
+    lt, dt = local.table, dask.table
+    assert list(dt["k"]) == list(lt["k"]) and list(dt["n_clusters"]) == list(lt["n_clusters"])
+    for col in ("calinski_harabasz", "davies_bouldin", "inertia", "noise_share", "bic"):
+        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=1e-9, equal_nan=True)
+    for col in ("silhouette", "stability", "min_cluster_size", "max_cluster_size"):
+        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=0, atol=1e-12)
+    for k in lt["k"]:
+        np.testing.assert_array_equal(dask.labels_for(int(k)), local.labels_for(int(k)))
+        if name == "hdbscan":
+            np.testing.assert_allclose(dask.centroids[k], local.centroids[k], rtol=1e-6)

@@ -58,13 +58,20 @@ def file_digest(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def array_hasher(shape: tuple[int, ...], dtype) -> "hashlib._Hash":
+    """The SHA-256 object :func:`array_digest` starts from (shape and dtype hashed), to be fed the array's
+    C-order bytes in row order (``h.update(chunk.tobytes())``) by a writer that streams the rows once
+    (``descluster convert``), so that its ``hexdigest()`` equals :func:`array_digest` of the whole array."""
+    return hashlib.sha256(f"{tuple(int(s) for s in shape)}|{np.dtype(dtype).str}".encode())
+
+
 def array_digest(X: np.ndarray, chunk_rows: int = 65536) -> str:
     """SHA-256 (hex) of a 2-D array's shape, dtype and bytes, streamed by row chunks.
 
     Identifies descriptors given as arrays (``Case.from_arrays``), as :func:`file_digest`
-    identifies descriptor files.
+    identifies descriptor files (and :mod:`descluster.io.zarr_store` records it for a Zarr store).
     """
-    h = hashlib.sha256(f"{X.shape}|{X.dtype.str}".encode())
+    h = array_hasher(X.shape, X.dtype)
     for sl in row_chunks(X.shape[0], chunk_rows):
         h.update(np.ascontiguousarray(X[sl]).tobytes())
     return h.hexdigest()

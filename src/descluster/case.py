@@ -4,6 +4,8 @@ A case is a folder::
 
     CASE_DIR/
       descriptors/<kind>.npy | <kind>.pickle | <kind>.pkl   (n_images × n_features each)
+      descriptors/<kind>.zarr     optional: a float32 Zarr store of <kind> (``descluster convert``), read
+                                  in its place while it is current (see :mod:`descluster.io.zarr_store`)
       images_paths.csv            column ``paths``: one image path per descriptor row
       labels.csv                  optional: column ``path`` + any label columns
       meta/imagenet.csv           optional: per-image ImageNet summary (from ``extract``)
@@ -34,12 +36,14 @@ from .io.descriptors import (
     CACHE_DIRNAME,
     DESCRIPTOR_SUFFIXES,
     cache_path,
+    default_cache_dir,
     find_bad_rows,
     load_descriptor,
     take_rows,
 )
 from .io.images import ImageSource, normalise_case_path, path_key
 from .io.tables import read_csv_table
+from .io.zarr_store import ZARR_SUFFIX, ZarrDescriptor, store_is_current
 
 __all__ = ["Case", "load_case", "find_image_root", "align_by_path", "identities_from_paths"]
 
@@ -65,7 +69,8 @@ class Case:
     root : Path or None
         The case folder (None for a case built from arrays).
     descriptors : dict of str -> ndarray of shape (n_images, n_features), float32
-        Keyed by file stem, in sorted order; read-only (usually memory maps).
+        Keyed by file stem, in sorted order; read-only (usually memory maps; a
+        :class:`~descluster.io.zarr_store.ZarrDescriptor` for a ``.zarr`` kind).
         All have the same ``n_images`` rows, aligned with ``paths``.
     paths : list of str, length n_images
         Image paths exactly as written in ``images_paths.csv`` (bad rows removed
@@ -85,7 +90,7 @@ class Case:
     missing_images : list of str
         Paths (as in ``paths``) that ``images`` does not hold; empty if ``images`` is None.
     descriptor_files : dict of str -> Path
-        The file each descriptor kind was read from (hashed into ``manifest.json``).
+        The file (or ``.zarr`` store) each descriptor kind was read from (hashed into ``manifest.json``).
     attribution : str or None
         Credit line for the images (from ``ATTRIBUTION.md`` beside them), shown in the report.
     identity_layout : str
@@ -307,9 +312,7 @@ def load_case(
     files = _descriptor_files(root, notes)
     paths_file = root / PATHS_FILE
     paths = _read_paths(paths_file)  # cheap checks first: converting a pickle can take a while
-    descriptors = {
-        stem: load_descriptor(f, cache_dir=cache_dir, trust_pickle=trust_pickle) for stem, f in files.items()
-    }
+    descriptors = {stem: _open_descriptor(f, cache_dir, trust_pickle) for stem, f in files.items()}
     _check_counts(descriptors, files, paths_file, len(paths))
 
     n_total = len(paths)
@@ -401,7 +404,15 @@ def _read_case_json(root: Path) -> dict:
     return meta
 
 
-def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
+def _descriptor_sources(root: Path, notes: list[str] | None = None, allow_none: bool = False) -> dict[str, Path]:
+    """The descriptor files (``.npy``/``.pickle``/``.pkl``) of ``root/descriptors``, one per kind (stem),
+    ``.npy`` first where a kind has several (noted in ``notes``); empty only if ``allow_none``.
+
+    Raises
+    ------
+    CaseError
+        No ``descriptors/`` folder (says whether ``root`` is an image folder), or no descriptor file in it.
+    """
     folder = root / "descriptors"
     if not folder.is_dir():
         has = sorted(p.name for p in root.iterdir())
@@ -415,19 +426,62 @@ def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
         raise CaseError(f"{root}: no descriptors/ folder; the case folder holds {has[:_SHOW]}"
                         + (f" and {len(has) - _SHOW:,} more" if len(has) > _SHOW else ""))
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in DESCRIPTOR_SUFFIXES)
-    if not found:
+    if not found and not allow_none:
         has = sorted(p.name for p in folder.iterdir())
         raise CaseError(
-            f"{folder}: no descriptor files (*.npy, *.pickle, *.pkl); the folder holds {has or 'nothing'}"
+            f"{folder}: no descriptor files (*.npy, *.pickle, *.pkl, *.zarr); the folder holds {has or 'nothing'}"
         )
     files: dict[str, Path] = {}
     rank = {".npy": 0, ".pickle": 1, ".pkl": 2}
     for f in sorted(found, key=lambda p: (p.stem, rank[p.suffix.lower()])):
         if f.stem in files:
-            notes.append(f"descriptor {f.stem!r}: both {files[f.stem].name} and {f.name} exist; using {files[f.stem].name}")
+            if notes is not None:
+                notes.append(f"descriptor {f.stem!r}: both {files[f.stem].name} and {f.name} exist; "
+                             f"using {files[f.stem].name}")
             continue
         files[f.stem] = f
     return dict(sorted(files.items()))
+
+
+def _descriptor_files(root: Path, notes: list[str]) -> dict[str, Path]:
+    """The file or Zarr store each descriptor kind is read from.
+
+    A ``<kind>.zarr`` written by ``descluster convert`` is preferred to its source while it is a complete
+    conversion of the source as it is now (:func:`descluster.io.zarr_store.store_is_current`); a stale or
+    incomplete store is passed over for the source, with a note; a store without a source must be complete.
+
+    Raises
+    ------
+    CaseError
+        As :func:`_descriptor_sources`; a broken store with no source to fall back on (names the store).
+    """
+    folder = root / "descriptors"
+    stores = ({p.stem: p for p in folder.iterdir() if p.is_dir() and p.suffix.lower() == ZARR_SUFFIX
+               and not p.name.startswith(".")} if folder.is_dir() else {})
+    files = _descriptor_sources(root, notes, allow_none=bool(stores))
+    for stem, store in sorted(stores.items()):
+        source = files.get(stem)
+        try:
+            ok, why = store_is_current(store, source)
+        except ImportError as exc:
+            ok, why = False, f"{store}: {exc}"
+        if ok:
+            files[stem] = store
+            log.info("descriptor %s: reading the Zarr store %s", stem, store)
+        elif source is not None:
+            notes.append(f"descriptor {stem!r}: {why}; reading {source.name} instead "
+                         "(run `descluster convert CASE --to zarr` again)")
+        else:
+            raise CaseError(why)
+    return dict(sorted(files.items()))
+
+
+def _open_descriptor(f: Path, cache_dir, trust_pickle: bool):
+    """A descriptor file as a float32 memory map (:func:`~descluster.io.descriptors.load_descriptor`), or a
+    ``.zarr`` store as a :class:`~descluster.io.zarr_store.ZarrDescriptor`."""
+    if f.suffix.lower() == ZARR_SUFFIX and f.is_dir():
+        return ZarrDescriptor(f)
+    return load_descriptor(f, cache_dir=cache_dir, trust_pickle=trust_pickle)
 
 
 def _read_paths(paths_file: Path) -> list[str]:
@@ -464,7 +518,8 @@ def _handle_bad_rows(
     descriptors: dict[str, np.ndarray], files: dict[str, Path], paths: list[str], drop: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return (rows kept, rows dropped); raise if bad rows exist and ``drop`` is False."""
-    bad = {stem: find_bad_rows(X) for stem, X in descriptors.items()}
+    bad = {stem: X.bad_rows if isinstance(X, ZarrDescriptor) else find_bad_rows(X)  # recorded by convert
+           for stem, X in descriptors.items()}
     bad = {stem: rows for stem, rows in bad.items() if rows.size}
     n = len(paths)
     if not bad:
@@ -489,7 +544,11 @@ def _handle_bad_rows(
 def _drop(X: np.ndarray, keep: np.ndarray, dropped: np.ndarray, source: Path, cache_dir) -> np.ndarray:
     tag = "drop-" + hashlib.sha1(np.ascontiguousarray(dropped, dtype=np.int64).tobytes()).hexdigest()[:12]
     try:
-        target = cache_path(source, cache_dir, tag=tag)
+        if isinstance(X, ZarrDescriptor):  # a store: keyed by its recorded digest
+            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir(source)
+            target = folder / f"{source.stem}.zarr-{X.digest[:16]}.{tag}.npy"
+        else:
+            target = cache_path(source, cache_dir, tag=tag)
         target.parent.mkdir(parents=True, exist_ok=True)
         return take_rows(X, keep, target)
     except OSError as exc:

@@ -1,9 +1,10 @@
-"""Command line: ``descluster extract | run | demo | assign | label``. Parses arguments and calls the pipeline.
+"""Command line: ``descluster extract | run | convert | demo | assign | label``. Parses arguments, calls the pipeline.
 
 Stable interface::
 
     descluster extract IMAGES --out CASE_DIR     # descriptors for a folder or zip of images
     descluster run CASE_DIR --out OUT            # the study on a case
+    descluster convert CASE_DIR --to zarr        # descriptors as Zarr stores beside them (for --engine dask)
     descluster demo --out OUT                    # extract (cached) + run on the built-in data
     descluster assign NEW_CASE --model OUT --out OUT2   # label new images with a run's fitted model
     descluster label RESULTS --names names.csv   # apply cluster names -> RESULTS/labels.csv
@@ -240,6 +241,21 @@ def build_parser(labelling_only: bool = False) -> argparse.ArgumentParser:
     _add_run_options(p)
     _add_engine_options(p)
 
+    p = sub.add_parser("convert", help="write a case's descriptors as Zarr stores beside them (for --engine dask)",
+                       description="Write every descriptor kind of a case (descriptors/<kind>.npy|.pickle|.pkl) "
+                                   "into a float32 Zarr store beside it (descriptors/<kind>.zarr, row chunks), "
+                                   "atomically; `descluster run` then reads the store, and the Dask engine's "
+                                   "workers read it block by block. A rerun skips the kinds already converted "
+                                   "from an unchanged source. Needs the [dask] extra.")
+    p.add_argument("case", type=Path, metavar="CASE", help="case folder holding descriptors/ (required)")
+    p.add_argument("--to", choices=("zarr",), default="zarr", help="target format (default: %(default)s)")
+    p.add_argument("--chunk-rows", type=int, metavar="N",
+                   help="rows per stored chunk (default: about 16 MiB of float32, at least 1,024 rows)")
+    p.add_argument("--force", action="store_true", help="rewrite stores that are up to date (default: off)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="UNSAFE: load descriptor pickles with the unrestricted unpickler, which can run code "
+                        "(default: off, the restricted unpickler)")
+
     p = sub.add_parser("demo", help="extract (cached) and run on the built-in tiny-vehicles images",
                        description="Extract descriptors for the 4,800 built-in tiny-vehicles images (cached in "
                                    "the case folder) and run the study on them. Needs torch.")
@@ -456,6 +472,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args.case, args.out, args.images, args)
+        if args.command == "convert":
+            from .io.zarr_store import convert_case, describe
+
+            results = convert_case(args.case, to=args.to, chunk_rows=args.chunk_rows, trust_pickle=args.trust_pickle,
+                                   force=args.force)
+            for line in describe(results):
+                print(line)
+            return 0
         if args.command == "demo":
             from .extract import extract_case
 

@@ -46,9 +46,10 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from ..errors import MemoryBudgetError, ParameterError
 from ..metrics.internal import count_distinct_rows
 from ..rows import label_means, sample_rows
-from ..validation import Int, Optional, Real, check_choice, validate_params
+from ..validation import Int, OneOf, Optional, Real, check_choice, validate_params
 from .context import SweepContext
 from .predictors import CentroidPredictor, GaussianPredictor, NeighbourPredictor
+from .seeding import INITS, kmeans_parallel, local_blocks
 
 __all__ = [
     "ClusterAdapter",
@@ -251,6 +252,12 @@ class KMeansAdapter(ClusterAdapter):
         Lloyd iterations on all rows (>= 1) (see the module docstring).
     tol : float, default 1e-4
         scikit-learn's relative centre-shift tolerance (> 0).
+    init : {"k-means++", "k-means||"}, default "k-means++"
+        Seeding. ``"k-means++"``: as above (on the ``init_sample`` rows). ``"k-means||"``: the scalable
+        k-means++ of Bahmani et al. (2012) over ALL rows, a few passes each of which is a map over row
+        blocks (:mod:`descluster.cluster.seeding`; per block on the workers with ``--engine dask``),
+        then Lloyd on all rows from its centres (100 iterations at most when n <= init_sample, else
+        ``max_iter``).
 
     Attributes
     ----------
@@ -270,19 +277,24 @@ class KMeansAdapter(ClusterAdapter):
     name = "kmeans"
     needs_k = True
     _constraints = {**ClusterAdapter._constraints, "n_clusters": Int(1), "n_init": Int(1), "init_sample": Int(100),
-                    "max_iter": Int(1), "tol": Real(0.0)}
+                    "max_iter": Int(1), "tol": Real(0.0), "init": OneOf(INITS)}
 
     def __init__(self, n_clusters: int = 8, random_state: int = 0, n_init: int = 3, init_sample: int = 10_000,
-                 max_iter: int = 10, tol: float = 1e-4):
+                 max_iter: int = 10, tol: float = 1e-4, init: str = "k-means++"):
         self.n_clusters = n_clusters
         self.random_state = random_state
         self.n_init = n_init
         self.init_sample = init_sample
         self.max_iter = max_iter
         self.tol = tol
+        self.init = init
 
     def describe_fit(self, n_samples: int, n_features: int | None = None) -> str:
         """See :meth:`ClusterAdapter.describe_fit`."""
+        if self.init == "k-means||":
+            return (f"k-means|| seeding over all {n_samples:,} rows (5 rounds, l = 2k, best of {self.n_init} weighted "
+                    f"k-means++ starts on the candidates), then up to "
+                    f"{max(self.max_iter, 100) if n_samples <= self.init_sample else self.max_iter} Lloyd iterations")
         if n_samples <= self.init_sample:
             return f"Lloyd on all {n_samples:,} rows, best of {self.n_init} k-means++ starts"
         return (f"k-means++ seeding, best of {self.n_init} starts on a {self.init_sample:,}-row sample, then up to "
@@ -293,7 +305,13 @@ class KMeansAdapter(ClusterAdapter):
 
         k = self._k(X, context)
         n = X.shape[0]
-        if n <= self.init_sample:
+        if self.init == "k-means||":
+            seeds = kmeans_parallel(local_blocks(X), lambda idx: X[idx], n, k, random_state=self.random_state,
+                                    n_init=self.n_init)["centres"]
+            km = KMeans(k, init=seeds.astype(X.dtype), n_init=1, random_state=self.random_state,
+                        max_iter=max(self.max_iter, 100) if n <= self.init_sample else self.max_iter,
+                        tol=self.tol).fit(X)
+        elif n <= self.init_sample:
             km = KMeans(k, n_init=self.n_init, random_state=self.random_state,
                         max_iter=max(self.max_iter, 100), tol=self.tol).fit(X)
         else:

@@ -13,8 +13,10 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   as scikit-learn's ``StandardScaler``; ``robust`` reads its fixed-seed sample of rows; ``l2`` gets the
   scatter of its own scaled blocks), and the PCA is the local :class:`~descluster.preprocess.ChunkedPCA`
   fitted from the merged moments; the projection runs per block.
-* **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's (best of ``n_init``
-  k-means++ runs on the same fixed-seed ``init_sample`` rows, Arthur & Vassilvitskii 2007), then Lloyd
+* **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's ``init``: best of ``n_init``
+  k-means++ runs on the same fixed-seed ``init_sample`` rows (Arthur & Vassilvitskii 2007), or k-means||
+  over all rows (Bahmani et al. 2012; :mod:`descluster.cluster.seeding`: each of its passes a map over the
+  blocks on the workers and a tree merge, the weighted candidates reduced to k on the client), then Lloyd
   iterations as map (assign each block's rows, per-cluster sums, counts and squared distances) and
   reduce (new centres = sums / counts), stopped by scikit-learn's tolerance (``tol`` times the mean column
   variance, on the summed squared centre shift) or ``max_iter``; a final assignment pass gives labels
@@ -22,8 +24,13 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   sums assembled into a :class:`~descluster.metrics.internal.ClusterStats` and scored by the same
   :mod:`descluster.metrics.internal` functions; silhouette and split-half stability use the same fixed
   samples as the local sweep (gathered: their size does not grow with the rows). The chosen k's labels
-  are computed per block at the end. Other algorithms (GMM, BIRCH, Ward, HDBSCAN, mini-batch k-means)
-  run the local sweep on the client, as today.
+  are computed per block at the end.
+* **sample-fitted algorithms** (GMM, BIRCH, Ward, HDBSCAN; :class:`_SampleSweep`), when the rows exceed
+  the adapter's ``max_fit_rows``: each k is fitted on the client on the adapter's own fixed-seed sample
+  (the rows the local adapter draws, so the same model), and the extension to all rows (its predictor;
+  HDBSCAN's fitted rows keep their own labels) runs per block on the workers, which accumulate the
+  per-cluster counts, sums and spreads the metrics need; silhouette and stability as for k-means.
+  Mini-batch k-means, and inputs no larger than the sample, run the local sweep on the client.
 * **neighbour search** (:class:`DaskIndex`): the configured index (exact, faiss flat or IVF) is built on
   the client, broadcast to every worker, and the queries are searched per block there.
 
@@ -43,8 +50,10 @@ import numpy as np
 import dask
 import dask.array as da
 
+from ..cluster.seeding import kmeans_parallel, merge_parts, nearest_sq
 from ..cluster.sweep import SweepResult
 from ..errors import DesclusterError, ParameterError
+from ..io.zarr_store import ZarrDescriptor
 from ..outliers.neighbours import NeighbourIndex
 from ..rows import sample_rows
 from . import Engine
@@ -165,12 +174,9 @@ def _blocks(Xd: da.Array) -> list:
 
 
 def _assign(C: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest centre (squared Euclidean, float64) of each row: labels (m,) int64 and squared distances (m,)."""
-    C64 = np.asarray(C, dtype=np.float64)
-    d2 = (np.einsum("ij,ij->i", C64, C64)[:, None] - 2.0 * (C64 @ centres.T)
-          + np.einsum("ij,ij->i", centres, centres)[None, :])
-    lab = np.argmin(d2, axis=1)
-    return lab.astype(np.int64), np.maximum(d2[np.arange(C64.shape[0]), lab], 0.0)
+    """Nearest centre (squared Euclidean, float64) of each row: labels (m,) int64 and squared distances (m,)
+    (:func:`descluster.cluster.seeding.nearest_sq`)."""
+    return nearest_sq(C, centres)
 
 
 def _lloyd_map(C: np.ndarray, centres: np.ndarray) -> dict[str, Any]:
@@ -300,7 +306,9 @@ class DaskEngine(Engine):
 
         Parameters
         ----------
-        X : dask array, numpy memmap (of a file), Zarr array or path of a Zarr store, or ndarray
+        X : dask array, numpy memmap (of a file), :class:`~descluster.io.zarr_store.ZarrDescriptor` (a case's
+            ``<kind>.zarr``: blocks of whole stored chunks unless ``block_rows`` is given), Zarr array or path
+            of a Zarr store, or ndarray
 
         Returns
         -------
@@ -308,6 +316,10 @@ class DaskEngine(Engine):
         """
         if isinstance(X, da.Array):
             return X.rechunk({0: self._rows(X.shape[1]), 1: -1})
+        if isinstance(X, ZarrDescriptor):  # a converted case: the workers open the store by path
+            d, c = X.shape[1], X.chunk_rows
+            rows = self.block_rows or max(1, round(self._rows(d) / c)) * c  # whole stored chunks per block
+            return da.from_zarr(str(X.path), chunks=(rows, d))
         if isinstance(X, (str,)) or type(X).__module__.startswith("zarr"):
             Z = da.from_zarr(X)
             return Z.rechunk({0: self._rows(Z.shape[1]), 1: -1})
@@ -411,13 +423,17 @@ class DaskEngine(Engine):
 
     # -- sweep -----------------------------------------------------------------------
     def sweep(self, X, adapter, ks, random_state, stability_rows, silhouette_sample, progress=None):
-        """See :meth:`Engine.sweep`: k-means distributed (module docstring); other algorithms run the local
-        sweep on the client."""
+        """See :meth:`Engine.sweep`: k-means and the sample-fitted algorithms distributed (module docstring);
+        mini-batch k-means and small inputs run the local sweep on the client."""
         from ..cluster.sweep import sweep
 
         n = self.array(X).shape[0] if isinstance(X, str) else X.shape[0]
-        if getattr(adapter, "name", None) != "kmeans" or n <= adapter.init_sample:
-            # the sample-based algorithms fit on the client as today; small inputs are not worth the cluster
+        name = getattr(adapter, "name", None)
+        if name in SAMPLE_FITTED and n > adapter.max_fit_rows:
+            # fitted on the client's sample as the local adapter does, extended to all rows per block
+            return _SampleSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
+        if name != "kmeans" or n <= adapter.init_sample:
+            # mini-batch k-means, and inputs small enough to fit whole: the local sweep on the client
             X = self._compute(self.array(X))[0] if isinstance(X, str) else np.asarray(X)
             return sweep(X, adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
                          silhouette_sample=silhouette_sample, progress=progress)
@@ -453,17 +469,14 @@ class _KMeansSweep:
         adapter._params()
         self.engine, self.adapter, self.random_state = engine, adapter, int(random_state)
         Xd = engine.array(X)
-        if not isinstance(X, da.Array) and not isinstance(X, np.memmap) and not isinstance(X, str) \
-                and not type(X).__module__.startswith("zarr"):
+        if not isinstance(X, (da.Array, np.memmap, str, ZarrDescriptor)) and not type(X).__module__.startswith("zarr"):
             Xd = engine.client.persist(Xd)  # in-memory rows: sent to the workers once for the whole sweep
         self.Xd = Xd
         self.n, self.p = Xd.shape
         cols = _tree([dask.delayed(_column_moments, pure=True)(b) for b, _ in _blocks(Xd)], merge_moments)
         cols = engine._compute(cols)[0]
         self.total_inertia = float(cols["m2"].sum())  # one cluster: the sum of squares about the mean
-        self.tol = float(np.mean(cols["m2"] / self.n)) * float(adapter.tol)  # scikit-learn's _tolerance
-        self.seed_rows = np.asarray(Xd[sample_rows(self.n, adapter.init_sample, self.random_state)].compute(),
-                                    dtype=np.float32)
+        self._setup(cols)
         check_int("silhouette_sample", silhouette_sample, 10)
         self.sil = SilhouetteSample(Xd, sample_size=silhouette_sample, random_state=self.random_state)
         self.sil_X = np.asarray(Xd[self.sil.rows_].compute(), dtype=np.float64)
@@ -474,19 +487,50 @@ class _KMeansSweep:
             if self.halves.enough:
                 self.parts = self.halves.take(Xd)
 
+    def _setup(self, cols: dict) -> None:
+        """k-means: scikit-learn's tolerance and the seeding sample."""
+        self.tol = float(np.mean(cols["m2"] / self.n)) * float(self.adapter.tol)  # scikit-learn's _tolerance
+        self.seed_rows = np.asarray(self.Xd[sample_rows(self.n, self.adapter.init_sample, self.random_state)].compute(),
+                                    dtype=np.float32)
+
+    def _estimator(self, k):
+        """A clone of the adapter for ``k`` (None: a k-free algorithm)."""
+        from sklearn.base import clone
+
+        est = clone(self.adapter)
+        return est.set_params(n_clusters=k) if k is not None else est
+
     def _map_reduce(self, fn, *args):
         parts = [dask.delayed(fn, pure=True)(b, *args) for b, _ in _blocks(self.Xd)]  # args: k x p arrays
         return self.engine._compute(_tree(parts, _add))[0]
 
-    def fit(self, k: int) -> dict[str, Any]:
-        """Seed, Lloyd to tolerance, final assignment and per-cluster statistics of one k."""
+    def _map_merge(self, fn, *args):
+        """``fn(block, first_row, *args)`` on every block, merged by :func:`~descluster.cluster.seeding.merge_parts`
+        in a tree on the workers (the ``map_blocks`` of :func:`~descluster.cluster.seeding.kmeans_parallel`)."""
+        parts = [dask.delayed(fn, pure=True)(b, s, *args) for b, s in _blocks(self.Xd)]
+        return self.engine._compute(_tree(parts, merge_parts))[0]
+
+    def _take(self, idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self.engine._compute(self.Xd[np.asarray(idx, dtype=np.int64)])[0], dtype=np.float64)
+
+    def seed(self, k: int) -> np.ndarray:
+        """Initial centres (k, p) float64: the adapter's ``init`` (``"k-means++"``: best of ``n_init`` runs on
+        the ``init_sample`` rows, as the local adapter; ``"k-means||"``: over all rows, per block)."""
         from sklearn.cluster import KMeans
 
         a = self.adapter
+        if a.init == "k-means||":
+            return kmeans_parallel(self._map_merge, self._take, self.n, k, random_state=a.random_state,
+                                   n_init=a.n_init)["centres"]
+        seed = KMeans(k, n_init=a.n_init, random_state=a.random_state, max_iter=100, tol=a.tol).fit(self.seed_rows)
+        return seed.cluster_centers_.astype(np.float64)
+
+    def fit(self, k: int) -> dict[str, Any]:
+        """Seed, Lloyd to tolerance, final assignment and per-cluster statistics of one k."""
+        a = self.adapter
         if not 1 <= k <= self.n:
             raise ParameterError(f"k = {k} is outside 1..{self.n} (rows)")
-        seed = KMeans(k, n_init=a.n_init, random_state=a.random_state, max_iter=100, tol=a.tol).fit(self.seed_rows)
-        centres = seed.cluster_centers_.astype(np.float64)
+        centres = self.seed(k)
         n_iter = 0
         for n_iter in range(1, a.max_iter + 1):
             s = self._map_reduce(_lloyd_map, centres)
@@ -515,9 +559,14 @@ class _KMeansSweep:
         counts = f["counts"][used]
         centroids = f["means"][used]
         k = int(used.sum())
+        n_noise = int(f.get("n_noise", 0))
+        n = self.n - n_noise  # the non-noise rows (HDBSCAN labels noise -1)
         st = ClusterStats(np.flatnonzero(used).astype(np.int64), counts, centroids, f["ssw"][used],
-                          f["dist"][used] / counts, self.n, 0, (counts @ centroids) / self.n, None)
-        if k >= self.n:
+                          f["dist"][used] / np.maximum(counts, 1), n, n_noise,
+                          (counts @ centroids) / max(n, 1), None)
+        if n == 0:
+            st.degenerate = "all points are noise"
+        elif k >= n:
             st.degenerate = "every point its own cluster"
         elif k < 2:
             st.degenerate = "single cluster"
@@ -525,15 +574,13 @@ class _KMeansSweep:
 
     def row(self, k: int, f: dict[str, Any], seconds: float) -> dict[str, Any]:
         """The sweep-table row of one k (columns :data:`~descluster.cluster.sweep.TABLE_COLUMNS`)."""
-        from sklearn.base import clone
-
         from ..cluster.sweep import size_facts
         from ..metrics.internal import MetricValue, calinski_harabasz, davies_bouldin
         from ..rows import nearest_centroid
 
         st = self.stats(f)
         labels = np.full(self.n, -1, dtype=np.int64)  # the sample rows' labels; the rest is not read
-        labels[self.sil.rows_] = nearest_centroid(self.sil_X, f["centres"])
+        labels[self.sil.rows_] = f["sil_labels"] if "sil_labels" in f else nearest_centroid(self.sil_X, f["centres"])
         vals = {"calinski_harabasz": calinski_harabasz(None, None, stats=st),
                 "davies_bouldin": davies_bouldin(None, None, stats=st),
                 # inertia(stats=...) without an n-row placeholder: the within-cluster sum of squares
@@ -542,7 +589,7 @@ class _KMeansSweep:
                 "silhouette": self.sil.score(labels)}
         if self.halves is not None:
             def fit_predict(h, Xh):
-                return clone(self.adapter).set_params(n_clusters=k).fit_predict(Xh)
+                return self._estimator(k if self.adapter.needs_k else None).fit_predict(Xh)
             try:
                 vals["stability"] = self.halves.score(self.parts, fit_predict) if self.parts is not None \
                     else self.halves.score((None, None, None), None)
@@ -552,12 +599,12 @@ class _KMeansSweep:
             vals["stability"] = MetricValue.undefined("not computed")
         out = {name: v.value for name, v in vals.items()}
         out.update(k=k, silhouette_sampled=vals["silhouette"].sampled,
-                   silhouette_sample_size=int(vals["silhouette"].sample_size or 0), bic=float("nan"),
+                   silhouette_sample_size=int(vals["silhouette"].sample_size or 0), bic=float(f.get("bic", np.nan)),
                    fit_seconds=seconds,
                    reason="; ".join(dict.fromkeys(f"{name}: {v.reason}" for name, v in vals.items()
                                                   if v.reason and not (name == "stability"
                                                                        and v.reason == "not computed"))))
-        out.update(size_facts(f["counts"]))
+        out.update(size_facts(f["counts"], int(f.get("n_noise", 0))))
         return out
 
     def run(self, ks, progress=None):
@@ -567,28 +614,142 @@ class _KMeansSweep:
         from ..cluster.predictors import CentroidPredictor
         from ..cluster.sweep import TABLE_COLUMNS, _failed_row
 
-        ks = [int(k) for k in ks]
+        ks = [int(k) for k in ks] if self.adapter.needs_k else [None]
         if not ks:
             raise ParameterError("ks is empty: give at least one k >= 2")
-        rows, centroids, predictors = [], {}, {}
+        rows, centroids, predictors, extensions = [], {}, {}, {}
         for i, k in enumerate(ks):
             t0 = time.perf_counter()
             try:
                 f = self.fit(k)
             except (DesclusterError, ValueError, np.linalg.LinAlgError) as exc:
                 # recorded, the sweep goes on, as in the local sweep; a cluster that lost every worker is not
-                rows.append(_failed_row(k, f"fit: {type(exc).__name__}: {exc}", time.perf_counter() - t0))
+                rows.append(_failed_row(k or 0, f"fit: {type(exc).__name__}: {exc}", time.perf_counter() - t0))
             else:
-                rows.append(self.row(k, f, time.perf_counter() - t0))
-                centroids[k] = f["centres"]
-                predictors[k] = CentroidPredictor(f["centres"])
+                k_row = int(f.get("k", k))
+                rows.append(self.row(k_row, f, time.perf_counter() - t0))
+                if f["centres"] is not None:
+                    centroids[k_row] = f["centres"]
+                given = f.get("predictor")
+                predictors[k_row] = given if given is not None else CentroidPredictor(f["centres"])
+                if "extension" in f:
+                    extensions[k_row] = f["extension"]
             if progress:
                 progress(i + 1, len(ks), k)
         table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
         table["reason"] = table["reason"].fillna("").astype(str)
-        return DaskSweepResult(algorithm="kmeans", table=table, labels=np.zeros((0, self.n), np.int32),
+        return DaskSweepResult(algorithm=self.adapter.name, table=table, labels=np.zeros((0, self.n), np.int32),
                                centroids=centroids, predictors=predictors, total_inertia=self.total_inertia,
-                               engine=self.engine, X=self.Xd)
+                               engine=self.engine, X=self.Xd, extensions=extensions)
+
+
+class _Extension:
+    """How a sample fit labels any rows: its predictor, and (HDBSCAN) the fitted rows' own labels, which the
+    local adapter keeps for the sample rows (``idx`` sorted global row indices, ``fit_labels`` theirs).
+    Scattered once to the workers per k."""
+
+    def __init__(self, predictor, idx: np.ndarray | None = None, fit_labels: np.ndarray | None = None):
+        self.predictor, self.idx, self.fit_labels = predictor, idx, fit_labels
+
+    def labels(self, C: np.ndarray, start: int) -> np.ndarray:
+        """Labels (m,) int64 of the block ``C`` whose first row is row ``start``."""
+        lab = np.asarray(self.predictor.predict(C), dtype=np.int64).copy()
+        if self.idx is not None:
+            lo, hi = np.searchsorted(self.idx, [start, start + C.shape[0]])
+            lab[self.idx[lo:hi] - start] = self.fit_labels[lo:hi]
+        return lab
+
+
+def _extension_labels(C: np.ndarray, start: int, ext: _Extension) -> np.ndarray:
+    return ext.labels(C, start)
+
+
+def _extension_sums(C: np.ndarray, start: int, ext: _Extension, k: int) -> dict[str, Any]:
+    """Per-cluster counts and sums of one block's non-noise rows, and its noise count."""
+    from scipy import sparse
+
+    lab = ext.labels(C, start)
+    ok = lab >= 0
+    if ok.any() and int(lab[ok].max()) >= k:
+        raise ValueError(f"a predictor gave label {int(lab[ok].max())} for at most {k} clusters")
+    lab, C64 = lab[ok], np.asarray(C, dtype=np.float64)[ok]
+    ind = sparse.csr_matrix((np.ones(lab.size), (lab, np.arange(lab.size))), shape=(k, lab.size))
+    return {"counts": np.bincount(lab, minlength=k).astype(np.int64), "sums": np.asarray(ind @ C64),
+            "n_noise": int((~ok).sum())}
+
+
+def _extension_spread(C: np.ndarray, start: int, ext: _Extension, means: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-cluster sums of squared and plain distances of one block's non-noise rows to their cluster mean."""
+    lab = ext.labels(C, start)
+    ok = lab >= 0
+    diff = np.asarray(C, dtype=np.float64)[ok] - means[lab[ok]]
+    sq = np.einsum("ij,ij->i", diff, diff)
+    k = means.shape[0]
+    return {"ssw": np.bincount(lab[ok], weights=sq, minlength=k),
+            "dist": np.bincount(lab[ok], weights=np.sqrt(sq), minlength=k)}
+
+
+#: Adapters fitted on a fixed-seed sample of ``max_fit_rows`` rows and extended to all rows by ``predictor_``.
+SAMPLE_FITTED = ("gmm", "birch", "ward", "hdbscan")
+
+
+class _SampleSweep(_KMeansSweep):
+    """One sweep of a sample-fitted algorithm (:data:`SAMPLE_FITTED`): each k is fitted on the client on the
+    adapter's own fixed-seed sample of ``max_fit_rows`` rows (gathered once; the same rows, in the same order,
+    as the local adapter's fit on all rows draws, so the same model), and its extension to every row (the
+    predictor; for HDBSCAN the fitted rows keep their own labels) runs per block on the workers, where the
+    per-cluster counts, sums and spreads of the metrics are accumulated; silhouette and stability use the
+    same samples as the local sweep. Ward extended by nearest cluster mean (as the local adapter when
+    ``n > max_fit_rows``, the only case that comes here)."""
+
+    def _setup(self, cols: dict) -> None:
+        from ..cluster.context import SweepContext
+
+        a = self.adapter
+        self.idx = sample_rows(self.n, a.max_fit_rows, a.random_state)
+        self.Xs = np.asarray(self.engine._compute(self.Xd[self.idx])[0])
+        self.context = SweepContext(self.Xs)
+
+    def fit(self, k) -> dict[str, Any]:
+        """Fit on the sample, extend per block, per-cluster statistics (keys as :meth:`_KMeansSweep.fit`)."""
+        from ..cluster.predictors import CentroidPredictor
+
+        est = self._estimator(k).fit(self.Xs, context=self.context)
+        hdb = self.adapter.name == "hdbscan"
+        predictor = CentroidPredictor(est.cluster_centers_) if self.adapter.name == "ward" else est.predictor_
+        ext = _Extension(predictor, self.idx, np.asarray(est.labels_, dtype=np.int64)) if hdb else _Extension(predictor)
+        bound = max(int(est.labels_.max()) + 1,
+                    0 if est.cluster_centers_ is None else int(est.cluster_centers_.shape[0]),
+                    int(getattr(getattr(est, "model_", None), "n_components", 0) or 0), 1)
+        remote = self.engine.client.scatter(ext, broadcast=True)
+        s = self._map_merge(_extension_sums, remote, bound)
+        counts = s["counts"]
+        used = counts > 0
+        means = np.zeros((bound, self.p))
+        means[used] = s["sums"][used] / counts[used, None]
+        spread = self._map_merge(_extension_spread, remote, means)
+        sil_labels = _sample_labels(ext, self.sil_X.astype(self.Xs.dtype), self.sil.rows_)
+        if hdb:  # the local adapter's centres: the means of all rows of each found cluster
+            found = int(np.flatnonzero(used).max()) + 1 if used.any() else 0
+            centres = means[:found].astype(np.float32) if found else None
+            k_row = int(used.sum())
+        else:
+            centres, k_row = est.cluster_centers_, int(k)
+        return {"centres": centres, "counts": counts, "means": means, "used": used, "ssw": spread["ssw"],
+                "dist": spread["dist"], "n_noise": int(s["n_noise"]), "sil_labels": sil_labels,
+                "bic": float(est.bic_) if getattr(est, "bic_", None) is not None else float("nan"), "k": k_row,
+                "predictor": est.predictor_ if self.adapter.name != "ward" else predictor, "extension": ext}
+
+
+def _sample_labels(ext: _Extension, rows_X: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Labels of scattered rows ``rows`` (sorted global indices) with values ``rows_X``: the predictor's, the
+    fitted rows' own where ``rows`` meets the fit sample."""
+    lab = np.asarray(ext.predictor.predict(rows_X), dtype=np.int64).copy()
+    if ext.idx is not None:
+        pos = np.searchsorted(ext.idx, rows)
+        hit = (pos < ext.idx.size) & (ext.idx[np.minimum(pos, ext.idx.size - 1)] == rows)
+        lab[hit] = ext.fit_labels[pos[hit]]
+    return lab
 
 
 class DaskSweepResult(SweepResult):
@@ -604,18 +765,23 @@ class DaskSweepResult(SweepResult):
         The swept space.
     """
 
-    def __init__(self, *args, engine=None, X=None, **kw):
+    def __init__(self, *args, engine=None, X=None, extensions=None, **kw):
         super().__init__(*args, **kw)
-        self._engine, self._X = engine, X
+        self._engine, self._X, self._extensions = engine, X, dict(extensions or {})
 
     def labels_for(self, k: int) -> np.ndarray:
-        """Labels (n,) int64 of ``k``: the nearest of its centres, per block on the workers.
+        """Labels (n,) int64 of ``k``, per block on the workers: the nearest of its centres (k-means), or the
+        sample fit's :class:`_Extension` (GMM, BIRCH, Ward, HDBSCAN).
 
         Raises
         ------
         KeyError
             If ``k`` was not swept or its fit failed.
         """
+        if k in self._extensions:
+            ext = self._engine.client.scatter(self._extensions[k], broadcast=True)
+            parts = [dask.delayed(_extension_labels, pure=True)(b, s, ext) for b, s in _blocks(self._X)]
+            return np.concatenate(self._engine._compute(*parts)).astype(np.int64)
         if k not in self.centroids:
             raise KeyError(f"k = {k} not in this sweep")
         lab = self._X.map_blocks(_labels_map, self.centroids[k].astype(np.float64), dtype=np.int64, drop_axis=1)

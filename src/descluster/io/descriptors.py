@@ -168,11 +168,29 @@ def _open_npy(path: Path) -> np.ndarray:
         raise CaseError(f"{path}: {what}; write descriptors with numpy.save(path, array) as float32 (n_images, n_features)")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:  # object arrays (pickled inside the .npy) or a damaged header
+    except ValueError as exc:  # object arrays (pickled inside the .npy), a damaged header, or a truncated file
+        expected = _npy_expected_size(path)
+        if expected is not None and size < expected:
+            raise CaseError(f"{path}: the .npy file is truncated: {size:,} bytes where its header announces "
+                            f"{expected:,}; write it again with numpy.save") from exc
         raise CaseError(f"{path}: the .npy file holds Python objects or has a damaged header, not a numeric "
                         "matrix; save a float32 array (n_images, n_features) with numpy.save") from exc
     except (OSError, EOFError) as exc:
         raise CaseError(f"{path}: cannot read .npy file ({size:,} bytes): {exc}; is it truncated?") from exc
+
+
+def _npy_expected_size(path: Path) -> int | None:
+    """Bytes a ``.npy`` file should hold by its header (header + shape x itemsize), or None if unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+            if dtype.hasobject:
+                return None
+            return fh.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    except (ValueError, OSError, EOFError):
+        return None
 
 
 def cache_path(
