@@ -352,10 +352,10 @@ class LabellingApp:
                 X = self.data.space(self.data.recommended)
                 members = np.sort(group["members"])
                 if members.size <= DRILL_SAMPLE:
-                    parts = split_group(np.asarray(X[members]), random_state=0)
+                    parts = split_group(np.asarray(X[members]), random_state=0, n_init=1)
                 else:  # fit on a uniform sample, every member to its nearest sub-cluster mean
                     Xs = np.asarray(X[members[sample_rows(members.size, DRILL_SAMPLE, 0)]], dtype=np.float32)
-                    centres = np.stack([Xs[p].mean(axis=0) for p in split_group(Xs, random_state=0)])
+                    centres = np.stack([Xs[p].mean(axis=0) for p in split_group(Xs, random_state=0, n_init=1)])
                     near = nearest_centroid(X[members], centres)
                     parts = [np.flatnonzero(near == j) for j in range(len(centres)) if (near == j).any()]
                 out = [self._group(f"{path}/{i}", members[p], X) for i, p in enumerate(parts)]

@@ -116,7 +116,7 @@ def new_question_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def split_group(X: np.ndarray, random_state: int = 0, k_max: int = 30) -> list[np.ndarray]:
+def split_group(X: np.ndarray, random_state: int = 0, k_max: int = 30, n_init: int = 3) -> list[np.ndarray]:
     """Sub-cluster one group with the study's honest k rule; the parts partition the group.
 
     k-means (:mod:`descluster.cluster.sweep`) for ``k = 2 .. min(k_max, n // 4)`` (so
@@ -132,6 +132,9 @@ def split_group(X: np.ndarray, random_state: int = 0, k_max: int = 30) -> list[n
     random_state : int
     k_max : int
         Largest k tried (the study's ``k_max``).
+    n_init : int
+        k-means++ restarts per k (the study's k-means default, 3); the app's drill-down of large
+        groups uses 1, a third of the work, since its tree is for browsing and is cached.
 
     Returns
     -------
@@ -151,7 +154,8 @@ def split_group(X: np.ndarray, random_state: int = 0, k_max: int = 30) -> list[n
     top = min(k_max, n // 4)
     if top >= 2:
         try:
-            res = sweep(X, "kmeans", ks=range(2, top + 1), random_state=random_state, stability_rows=None,
+            res = sweep(X, make_algorithm("kmeans", random_state=random_state, n_init=n_init), ks=range(2, top + 1),
+                        random_state=random_state, stability_rows=None,
                         silhouette_sample=max(10, n))
             k, _ = choose_k(res.table, total_inertia=res.total_inertia)
             labels = res.labels_for(k)
