@@ -168,3 +168,16 @@ def test_pixel_checks_do_not_import_matplotlib():
             "image_facts(Image.new('RGB', (40, 30), (90, 20, 30))); print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_lab_of_8_bit_pixels_equals_scikit_image():
+    from skimage.color import rgb2lab
+
+    from descluster.palette import rgb_to_lab
+
+    levels = np.arange(0, 256, 3)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).astype(np.uint8)
+    assert np.array_equal(rgb_to_lab(grid), rgb2lab(grid / 255.0))
+    small = np.random.default_rng(6).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(rgb_to_lab(small), rgb2lab(small / 255.0))
+    assert np.array_equal(rgb_to_lab(small.astype(np.float64)), rgb_to_lab(small))  # float input: scikit-image

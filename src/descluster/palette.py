@@ -113,12 +113,43 @@ def rgb_to_lab(rgb) -> np.ndarray:
     ndarray of shape (..., 3), float64
         ``L*`` in [0, 100], ``a*``, ``b*``.
     """
-    from skimage.color import rgb2lab
-
-    a = np.asarray(rgb, dtype=np.float64)
+    a = np.asarray(rgb)
     if a.shape[-1:] != (3,):
         raise ParameterError(f"rgb must have 3 channels in its last axis; got shape {a.shape}")
-    return rgb2lab(np.clip(a, 0, 255) / 255.0)
+    if a.dtype == np.uint8:
+        return _lab_of_uint8(a)
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.clip(a.astype(np.float64), 0, 255) / 255.0)
+
+
+@lru_cache(maxsize=1)
+def _srgb_linear() -> np.ndarray:
+    """Linear-light value of each 8-bit sRGB level (IEC 61966-2-1), computed as scikit-image's ``rgb2xyz`` does."""
+    v = np.arange(256) / 255.0
+    mask = v > 0.04045
+    v[mask] = np.power((v[mask] + 0.055) / 1.055, 2.4)
+    v[~mask] /= 12.92
+    v.setflags(write=False)
+    return v
+
+
+def _lab_of_uint8(a: np.ndarray) -> np.ndarray:
+    """:func:`skimage.color.rgb2lab` of ``a / 255`` for 8-bit pixels, its operations in its order (a test checks it).
+
+    The sRGB linearisation is looked up per level (256 values) instead of computed per pixel; the
+    matrix product, the white point and the CIELAB companding are scikit-image's.
+    """
+    from skimage.color import colorconv
+
+    lin = _srgb_linear()[a]
+    arr = lin @ colorconv.xyz_from_rgb.T.astype(np.float64)
+    arr = arr / colorconv.xyz_tristimulus_values(illuminant="D65", observer="2", dtype=np.float64)
+    mask = arr > 0.008856
+    arr[mask] = np.cbrt(arr[mask])
+    arr[~mask] = 7.787 * arr[~mask] + 16.0 / 116.0
+    x, y, z = arr[..., 0], arr[..., 1], arr[..., 2]
+    return np.stack([(116.0 * y) - 16.0, 500.0 * (x - y), 200.0 * (y - z)], axis=-1)
 
 
 def nearest_name_index(lab: np.ndarray) -> np.ndarray:

@@ -352,14 +352,20 @@ def object_weights(rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.
 
 def _least_directional_energy(g: np.ndarray, w: np.ndarray) -> float:
     """Weighted mean squared second difference of ``g`` along the least sharp of 4 directions (0°, 45°, 90°, 135°)."""
-    c = g[1:-1, 1:-1]
+    twice_c = 2.0 * g[1:-1, 1:-1]
     wc = w[1:-1, 1:-1]
     wc = wc / wc.sum() if wc.sum() > 0 else wc
     pairs = [(g[1:-1, :-2], g[1:-1, 2:]), (g[:-2, 1:-1], g[2:, 1:-1]), (g[:-2, :-2], g[2:, 2:]), (g[:-2, 2:], g[2:, :-2])]
     energies = []
+    d2 = np.empty_like(twice_c)
     for k, (a, b) in enumerate(pairs):
-        d2 = (a + b - 2.0 * c) / (2.0 if k >= 2 else 1.0)  # diagonal steps are sqrt(2) long: squared step 2
-        energies.append(float((wc * d2**2).sum()))
+        np.add(a, b, out=d2)
+        d2 -= twice_c
+        if k >= 2:
+            d2 *= 0.5  # diagonal steps are sqrt(2) long: squared step 2 (exact: a power of two)
+        np.square(d2, out=d2)
+        d2 *= wc
+        energies.append(float(d2.sum()))
     return min(energies)
 
 
