@@ -104,6 +104,10 @@ def prototypes() -> tuple[tuple[str, str, tuple[int, int, int]], ...]:
 def rgb_to_lab(rgb) -> np.ndarray:
     """CIELAB (D65) of 8-bit sRGB colours.
 
+    :func:`skimage.color.rgb2lab` of ``rgb / 255`` (clipped to 0..255). A ``uint8`` array takes
+    :func:`_lab_of_uint8`, the same operations with the sRGB linearisation looked up per level
+    (the same values, bit for bit; ``tests/test_pixel_facts_reference.py``).
+
     Parameters
     ----------
     rgb : array-like of shape (..., 3), values 0..255
@@ -112,6 +116,11 @@ def rgb_to_lab(rgb) -> np.ndarray:
     -------
     ndarray of shape (..., 3), float64
         ``L*`` in [0, 100], ``a*``, ``b*``.
+
+    Raises
+    ------
+    ParameterError
+        If the last axis does not have 3 channels.
     """
     a = np.asarray(rgb)
     if a.shape[-1:] != (3,):

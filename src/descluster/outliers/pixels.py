@@ -621,6 +621,11 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         Keys of :data:`QUALITY_COLUMNS` except ``path``, ``readable``, ``error``,
         ``sha1``; see the module notes for the formulas.
     """
+    return _facts_and_mask(image, levels)[0]
+
+
+def _facts_and_mask(image, levels: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """:func:`image_facts` and the object mask of the small copy (:func:`foreground_mask`) it was measured with."""
     import imagehash
     from PIL import Image
     from scipy import ndimage
@@ -695,7 +700,7 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         "blur_effect": blur,
         "unclipped_p5_luminance": float(unclipped_p5),
         **{c: float(x) for c, x in zip(LEVEL_COLUMNS, [*p1, *p99])},
-    }
+    }, mask
 
 
 def _short_error(exc: Exception, path: str) -> str:
@@ -705,21 +710,39 @@ def _short_error(exc: Exception, path: str) -> str:
     return msg[:200]
 
 
+#: Key of a first-pass row that carries the object mask (packed bits) to the colour pass; not a column.
+_MASK_KEY = "_object_mask"
+
+
 def _row(source: ImageSource, path: str) -> dict:
+    """Pixel facts of one image as a table row; a readable one also carries its packed object mask (:data:`_MASK_KEY`)."""
     row: dict = {"path": path, "readable": False, "error": "", "sha1": ""}
     try:
         data = source.read_bytes(path)
         row["sha1"] = hashlib.sha1(data).hexdigest()
-        row.update(image_facts(source.decode(data, path)))  # the bytes read once: hashed, then decoded
+        facts, mask = _facts_and_mask(source.decode(data, path))  # the bytes read once: hashed, then decoded
+        row.update(facts)
+        row[_MASK_KEY] = np.packbits(mask.ravel()).tobytes()
         row["readable"] = True
     except Exception as exc:  # unreadable files are facts, not failures
         row["error"] = _short_error(exc, path)
     return row
 
 
-def _colour_row(source: ImageSource, path: str, levels: np.ndarray) -> dict:
+def _colour_row(source: ImageSource, path: str, levels: np.ndarray, packed_mask: bytes | None = None) -> dict:
+    """Colour facts after the camera levels; ``packed_mask`` is the first pass's object mask (the same image's).
+
+    The mask depends on the raw pixels only, not on the levels, so the first pass's is reused
+    instead of computed again.
+    """
     try:
-        return colour_facts(_small(_bounded(source.open(path))), levels)
+        small = _small(_bounded(source.open(path)))
+        mask = None
+        if packed_mask is not None:
+            n = small.shape[0] * small.shape[1]
+            mask = np.unpackbits(np.frombuffer(packed_mask, dtype=np.uint8), count=n).astype(bool)
+            mask = mask.reshape(small.shape[:2])
+        return colour_facts(small, levels, mask)
     except Exception:  # read in the first pass; a file changed since keeps its first-pass colour
         return {}
 
@@ -748,8 +771,8 @@ def _worker_row(path: str) -> dict:
     return _row(_WORKER_SOURCE, path)  # type: ignore[arg-type]
 
 
-def _worker_colour(path: str, levels: np.ndarray) -> dict:
-    return _colour_row(_WORKER_SOURCE, path, levels)  # type: ignore[arg-type]
+def _worker_colour(path: str, levels: np.ndarray, packed_mask: bytes | None = None) -> dict:
+    return _colour_row(_WORKER_SOURCE, path, levels, packed_mask)  # type: ignore[arg-type]
 
 
 def _bar(rows, total: int, desc: str, progress: bool):
@@ -783,8 +806,9 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
     Notes
     -----
     When :func:`collection_levels` finds camera levels, the readable images are read
-    a second time to name their colours after the levels (about a third of the
-    first pass's time).
+    a second time to name their colours after the levels, with the object masks of
+    the first pass (kept as 128 bytes an image until then; the mask does not depend on
+    the levels).
 
     Returns
     -------
@@ -823,16 +847,20 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
         executor = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(source,))
     try:
         rows = executor.map(_worker_row, paths, chunksize=chunksize) if executor else (_row(source, p) for p in paths)
-        table = pd.DataFrame(list(_bar(rows, len(paths), "image quality", progress)))
+        rows = list(_bar(rows, len(paths), "image quality", progress))
+        masks = [r.pop(_MASK_KEY, None) for r in rows]  # 128 bytes an image, for the colour pass
+        table = pd.DataFrame(rows)
         table = table.reindex(columns=QUALITY_COLUMNS)
         table["readable"] = table["readable"].astype(bool)
         levels, _ = collection_levels(table)
         if levels is not None:  # second pass: colour names after the camera levels
-            todo = [p for p, ok in zip(paths, table["readable"]) if ok]
+            ok = table["readable"].to_numpy()
+            todo = [p for p, keep in zip(paths, ok) if keep]
+            todo_masks = [m for m, keep in zip(masks, ok) if keep]
             if executor:
-                colours = executor.map(_worker_colour, todo, [levels] * len(todo), chunksize=chunksize)
+                colours = executor.map(_worker_colour, todo, [levels] * len(todo), todo_masks, chunksize=chunksize)
             else:
-                colours = (_colour_row(source, p, levels) for p in todo)
+                colours = (_colour_row(source, p, levels, m) for p, m in zip(todo, todo_masks))
             fixed = pd.DataFrame(list(_bar(colours, len(todo), "colour names (camera levels)", progress)),
                                  index=table.index[table["readable"].to_numpy()])
             table.update(fixed)
