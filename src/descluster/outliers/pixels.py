@@ -715,7 +715,7 @@ _MASK_KEY = "_object_mask"
 
 
 def _row(source: ImageSource, path: str) -> dict:
-    """Pixel facts of one image as a table row; a readable one also carries its packed object mask (:data:`_MASK_KEY`)."""
+    """Pixel facts of one image as a table row; a readable one carries its packed object mask (:data:`_MASK_KEY`)."""
     row: dict = {"path": path, "readable": False, "error": "", "sha1": ""}
     try:
         data = source.read_bytes(path)
