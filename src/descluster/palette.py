@@ -13,7 +13,9 @@ Reference values
 The xkcd colour survey (R. Munroe 2010, "Color survey results",
 https://blog.xkcd.com/2010/05/03/color-survey-results/, public domain): for each
 name the mean sRGB colour that ~222,500 survey users called by that name, as
-shipped in ``matplotlib.colors.XKCD_COLORS``. A chromatic name is represented by
+shipped in ``matplotlib.colors.XKCD_COLORS`` (the 30 entries used are copied into
+:data:`SURVEY_HEX`, so that naming a colour does not import matplotlib; a test checks
+them against matplotlib's). A chromatic name is represented by
 the survey's ``"<name>"``, ``"light <name>"`` and ``"dark <name>"`` (a red car in
 shade is still red); white, silver, grey and black are themselves levels of
 lightness, so only the four plain entries are used for them (the survey's
@@ -30,12 +32,17 @@ color-difference formula", Color Res. Appl. 30(1); :func:`skimage.color.deltaE_c
 with the parametric factor ``k_L = 2``: lightness differences count half, the
 textile setting of CIE94 (CIE 116-1995) for surfaces seen under uneven light.
 A colour is named by its nearest prototype. Pixels are named through a lookup
-table over sRGB quantised to 32 levels per channel (at most 4 levels off).
+table over sRGB quantised to 32 levels per channel (at most 4 levels off). The table
+(32,768 CIEDE2000 searches, about a second) ships with the package as
+``palette_lut.npy``, written by :func:`compute_lut` (``python -m descluster.palette``);
+a test checks that the shipped table equals a fresh :func:`compute_lut`. It is read
+once per process.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -55,6 +62,21 @@ LUT_LEVELS = 32
 
 #: Survey entries left out (see module notes).
 LEFT_OUT = frozenset({"dark pink"})
+#: sRGB of the survey entries used, copied from ``matplotlib.colors.XKCD_COLORS`` (``"xkcd:<entry>"``).
+SURVEY_HEX: dict[str, str] = {
+    "white": "#ffffff", "silver": "#c5c9c7", "grey": "#929591", "black": "#000000",
+    "red": "#e50000", "light red": "#ff474c", "dark red": "#840000",
+    "orange": "#f97306", "light orange": "#fdaa48", "dark orange": "#c65102",
+    "yellow": "#ffff14", "light yellow": "#fffe7a", "dark yellow": "#d5b60a",
+    "green": "#15b01a", "light green": "#96f97b", "dark green": "#033500",
+    "blue": "#0343df", "light blue": "#95d0fc", "dark blue": "#00035b",
+    "purple": "#7e1e9c", "light purple": "#bf77f6", "dark purple": "#35063e",
+    "pink": "#ff81c0", "light pink": "#ffd1df",
+    "brown": "#653700", "light brown": "#ad8150", "dark brown": "#341c02",
+    "beige": "#e6daa6", "light beige": "#fffeb6", "dark beige": "#ac9362",
+}
+#: The shipped naming lookup table (:func:`compute_lut`).
+LUT_FILE = Path(__file__).with_name("palette_lut.npy")
 
 
 def _survey_entries(name: str) -> list[str]:
@@ -71,18 +93,20 @@ def prototypes() -> tuple[tuple[str, str, tuple[int, int, int]], ...]:
     tuple of (str, str, (int, int, int))
         E.g. ``("red", "dark red", (132, 0, 0))``; 4 neutral + 26 chromatic entries.
     """
-    from matplotlib.colors import XKCD_COLORS
-
     out = []
     for name in COLOUR_NAMES:
         for entry in _survey_entries(name):
-            hex_ = XKCD_COLORS[f"xkcd:{entry}"].lstrip("#")
+            hex_ = SURVEY_HEX[entry].lstrip("#")
             out.append((name, entry, tuple(int(hex_[i:i + 2], 16) for i in (0, 2, 4))))
     return tuple(out)
 
 
 def rgb_to_lab(rgb) -> np.ndarray:
     """CIELAB (D65) of 8-bit sRGB colours.
+
+    :func:`skimage.color.rgb2lab` of ``rgb / 255`` (clipped to 0..255). A ``uint8`` array takes
+    :func:`_lab_of_uint8`, the same operations with the sRGB linearisation looked up per level
+    (the same values, bit for bit; ``tests/test_pixel_facts_reference.py``).
 
     Parameters
     ----------
@@ -92,13 +116,49 @@ def rgb_to_lab(rgb) -> np.ndarray:
     -------
     ndarray of shape (..., 3), float64
         ``L*`` in [0, 100], ``a*``, ``b*``.
-    """
-    from skimage.color import rgb2lab
 
-    a = np.asarray(rgb, dtype=np.float64)
+    Raises
+    ------
+    ParameterError
+        If the last axis does not have 3 channels.
+    """
+    a = np.asarray(rgb)
     if a.shape[-1:] != (3,):
         raise ParameterError(f"rgb must have 3 channels in its last axis; got shape {a.shape}")
-    return rgb2lab(np.clip(a, 0, 255) / 255.0)
+    if a.dtype == np.uint8:
+        return _lab_of_uint8(a)
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.clip(a.astype(np.float64), 0, 255) / 255.0)
+
+
+@lru_cache(maxsize=1)
+def _srgb_linear() -> np.ndarray:
+    """Linear-light value of each 8-bit sRGB level (IEC 61966-2-1), computed as scikit-image's ``rgb2xyz`` does."""
+    v = np.arange(256) / 255.0
+    mask = v > 0.04045
+    v[mask] = np.power((v[mask] + 0.055) / 1.055, 2.4)
+    v[~mask] /= 12.92
+    v.setflags(write=False)
+    return v
+
+
+def _lab_of_uint8(a: np.ndarray) -> np.ndarray:
+    """:func:`skimage.color.rgb2lab` of ``a / 255`` for 8-bit pixels, its operations in its order (a test checks it).
+
+    The sRGB linearisation is looked up per level (256 values) instead of computed per pixel; the
+    matrix product, the white point and the CIELAB companding are scikit-image's.
+    """
+    from skimage.color import colorconv
+
+    lin = _srgb_linear()[a]
+    arr = lin @ colorconv.xyz_from_rgb.T.astype(np.float64)
+    arr = arr / colorconv.xyz_tristimulus_values(illuminant="D65", observer="2", dtype=np.float64)
+    mask = arr > 0.008856
+    arr[mask] = np.cbrt(arr[mask])
+    arr[~mask] = 7.787 * arr[~mask] + 16.0 / 116.0
+    x, y, z = arr[..., 0], arr[..., 1], arr[..., 2]
+    return np.stack([(116.0 * y) - 16.0, 500.0 * (x - y), 200.0 * (y - z)], axis=-1)
 
 
 def nearest_name_index(lab: np.ndarray) -> np.ndarray:
@@ -123,12 +183,33 @@ def nearest_name_index(lab: np.ndarray) -> np.ndarray:
     return name_of[np.argmin(d, axis=1)]
 
 
-@lru_cache(maxsize=1)
-def _lut() -> np.ndarray:
+def compute_lut() -> np.ndarray:
+    """The naming lookup table: the name of the centre of every sRGB cell of :data:`LUT_LEVELS` levels a channel.
+
+    Returns
+    -------
+    ndarray of shape (LUT_LEVELS, LUT_LEVELS, LUT_LEVELS), uint8
+        Index into :data:`COLOUR_NAMES` (:func:`nearest_name_index` of the cell centre);
+        indexed by ``(r * LUT_LEVELS) // 256`` and likewise for g and b.
+    """
     step = 256 // LUT_LEVELS
     centres = np.arange(LUT_LEVELS) * step + (step - 1) / 2.0
     grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), axis=-1).reshape(-1, 3)
     return nearest_name_index(rgb_to_lab(grid)).astype(np.uint8).reshape(LUT_LEVELS, LUT_LEVELS, LUT_LEVELS)
+
+
+@lru_cache(maxsize=1)
+def _lut() -> np.ndarray:
+    """The shipped table (:data:`LUT_FILE`), or :func:`compute_lut` when it is missing or of another shape."""
+    shape = (LUT_LEVELS,) * 3
+    try:
+        table = np.load(LUT_FILE, allow_pickle=False)
+    except OSError:
+        table = None
+    if table is None or table.shape != shape or table.dtype != np.uint8:
+        table = compute_lut()
+    table.setflags(write=False)
+    return table
 
 
 def pixel_name_index(rgb: np.ndarray) -> np.ndarray:
@@ -194,7 +275,7 @@ def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> floa
 LIT_QUANTILE = 0.95
 
 
-def palette_shares(rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def palette_shares(rgb: np.ndarray, weights: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
     """Weight share of every colour name among pixels (the object's palette).
 
     Parameters
@@ -203,6 +284,8 @@ def palette_shares(rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
         Pixels (already corrected for the camera's levels, if any).
     weights : ndarray of shape (n,), float
         Non-negative weights (e.g. the object weights).
+    index : ndarray of shape (n,), int, optional
+        :func:`pixel_name_index` of ``rgb``, when the caller has it already.
 
     Returns
     -------
@@ -222,17 +305,22 @@ def palette_shares(rgb: np.ndarray, weights: np.ndarray) -> np.ndarray:
     total = float(w.sum())
     if total <= 0:
         return np.zeros(len(COLOUR_NAMES))
-    idx = pixel_name_index(rgb).astype(np.int64)
+    idx = (pixel_name_index(rgb) if index is None else np.asarray(index)).astype(np.int64).ravel()
     return np.bincount(idx, weights=w, minlength=len(COLOUR_NAMES)) / total
 
 
-def lit_lightness(rgb: np.ndarray, weights: np.ndarray) -> float:
+def lit_lightness(rgb: np.ndarray, weights: np.ndarray, index: np.ndarray | None = None,
+                  lightness: np.ndarray | None = None) -> float:
     """CIE L* of the lit face: the :data:`LIT_QUANTILE` weighted percentile of the non-black pixels' L*.
 
     Parameters
     ----------
     rgb : ndarray of shape (n, 3), uint8
     weights : ndarray of shape (n,), float
+    index : ndarray of shape (n,), int, optional
+        :func:`pixel_name_index` of ``rgb``, when the caller has it already.
+    lightness : ndarray of shape (n,), float, optional
+        L* of ``rgb`` (:func:`rgb_to_lab`), when the caller has it already.
 
     Returns
     -------
@@ -241,10 +329,12 @@ def lit_lightness(rgb: np.ndarray, weights: np.ndarray) -> float:
     """
     rgb = np.asarray(rgb).reshape(-1, 3)
     w = np.asarray(weights, dtype=np.float64).ravel()
-    keep = (pixel_name_index(rgb) != COLOUR_NAMES.index("black")) & (w > 0)
+    idx = pixel_name_index(rgb) if index is None else np.asarray(index).ravel()
+    keep = (idx != COLOUR_NAMES.index("black")) & (w > 0)
     if not keep.any():
         return float("nan")
-    return weighted_quantile(rgb_to_lab(rgb[keep].astype(np.float64))[:, 0], w[keep], LIT_QUANTILE)
+    lstar = rgb_to_lab(rgb[keep].astype(np.float64))[:, 0] if lightness is None else np.asarray(lightness).ravel()[keep]
+    return weighted_quantile(lstar, w[keep], LIT_QUANTILE)
 
 
 def name_from_shares(shares: np.ndarray, lit: float) -> tuple[str, float, str, float]:
@@ -302,7 +392,7 @@ def name_from_shares(shares: np.ndarray, lit: float) -> tuple[str, float, str, f
         share = float(mass[chosen])
     else:
         if lit == lit:  # not NaN
-            ref = {i: float(rgb_to_lab(np.array(_neutral_rgb(COLOUR_NAMES[i]), dtype=np.float64))[0]) for i in neutral}
+            ref = _neutral_lightness()
             chosen = min(neutral, key=lambda i: abs(ref[i] - lit))
         else:
             chosen = neutral[int(np.argmax(mass[neutral]))]
@@ -347,7 +437,21 @@ def _neutral_rgb(name: str) -> tuple[int, int, int]:
     return next(p[2] for p in prototypes() if p[0] == name)
 
 
+@lru_cache(maxsize=1)
+def _neutral_lightness() -> dict[int, float]:
+    """Index into :data:`COLOUR_NAMES` -> L* of the reference colour, for white, silver and grey."""
+    return {COLOUR_NAMES.index(n): float(rgb_to_lab(np.array(_neutral_rgb(n), dtype=np.float64))[0])
+            for n in ("white", "silver", "grey")}
+
+
 def describe_palette() -> str:
     """The palette in words, for reports: names, space, distance and the source of the values."""
     return (f"colour names {', '.join(COLOUR_NAMES)}: nearest xkcd-survey reference colour (Munroe 2010; "
             f"'<name>', 'light <name>', 'dark <name>' for hues) in CIELAB by CIEDE2000 with k_L = {K_L:g}")
+
+
+if __name__ == "__main__":  # python -m descluster.palette: rewrite the shipped lookup table
+    from .io.atomic import write_npy
+
+    write_npy(LUT_FILE, compute_lut())
+    print(f"wrote {LUT_FILE}")

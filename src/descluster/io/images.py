@@ -271,7 +271,27 @@ class ImageSource:
         UnsafePathError
             For absolute paths or paths with ``..``.
         """
-        data = self.read_bytes(case_path)
+        return self.decode(self.read_bytes(case_path), case_path)
+
+    @staticmethod
+    def decode(data: bytes, case_path: str) -> Image.Image:
+        """Decode the bytes of one image (from :meth:`read_bytes`) fully, as 8-bit RGB (see :func:`to_rgb8`).
+
+        What :meth:`open` does after reading; for a caller that needs the bytes too (to hash
+        them) and should not read the file twice.
+
+        Parameters
+        ----------
+        data : bytes
+            The file's bytes.
+        case_path : str
+            The image's case path, named in the error message.
+
+        Raises
+        ------
+        ImageReadError
+            0-byte, truncated or undecodable data (message names ``case_path``).
+        """
         if not data:
             raise ImageReadError(f"{case_path}: file is empty (0 bytes)")
         try:

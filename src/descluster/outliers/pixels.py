@@ -47,6 +47,16 @@ background or the road around a vehicle crop.
   haze removal using dark channel prior", CVPR). A collection whose points are
   already near 0 and 255 is left as it is.
 
+Speed
+-----
+The checks of one image share their intermediate results (one CIELAB copy, one padded
+grey image, one percentile selection per array) and the colour lookup table ships with
+the package (:mod:`descluster.palette`); the helpers that replace library calls for speed
+(:func:`_percentiles`, :func:`_median`, :func:`blur_effect`, :func:`_laplace`, the
+blocked distances of :func:`foreground_mask`) do the same operations in the same order,
+so the facts are those of the straightforward code bit for bit
+(``tests/test_pixel_facts_reference.py``, ``benchmarks/decode_bench.py``).
+
 Formulas
 --------
 - luminance: ITU-R BT.601 luma ``0.299 R + 0.587 G + 0.114 B`` (0..255).
@@ -70,8 +80,8 @@ Formulas
 - ``blur_effect``: the no-reference blur metric of Crété-Roffet, Dolmière, Ladret &
   Nicolas (2007), "The blur effect: perception and estimation with a new
   no-reference perceptual blur metric", SPIE Human Vision and Electronic Imaging XII
-  (:func:`skimage.measure.blur_effect`, re-blurring filter of :data:`BLUR_H_SIZE` px,
-  the most blurred of the two axes) on the 128×128 grey image: the image is
+  (:func:`skimage.measure.blur_effect`, computed as :func:`blur_effect` does it, re-blurring
+  filter of :data:`BLUR_H_SIZE` px, the most blurred of the two axes) on the 128×128 grey image: the image is
   compared with a re-blurred copy of *itself*, so the value (0 = sharp, 1 = fully
   blurred) is the share of the image's own neighbour differences that a further
   blur leaves in place. It is measured relative to the image's own detail, so a
@@ -107,13 +117,15 @@ Formulas
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from ..errors import ParameterError
 from ..io.images import ImageSource
-from ..palette import COLOUR_NAMES, lit_lightness, name_from_shares, palette_shares, rgb_to_lab, weighted_quantile
+from ..palette import (COLOUR_NAMES, lit_lightness, name_from_shares, palette_shares, pixel_name_index, rgb_to_lab,
+                       weighted_quantile)
 
 LAPLACIAN_SIZE = 128
 #: Side of the copy the object estimate is computed on.
@@ -157,17 +169,83 @@ QUALITY_COLUMNS = [
 ]
 
 
+def _percentiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.percentile(x, qs, axis=0)`` (method "linear") of an array without NaN, with NumPy's arithmetic.
+
+    One :func:`numpy.partition` for all the order statistics, then NumPy's interpolation
+    (``numpy.lib._function_base_impl._lerp``) step by step: virtual index ``(n - 1) * (q / 100)``,
+    ``gamma`` its fractional part, ``diff = b - a`` in the array's dtype, ``a + diff * gamma``
+    (``b - diff * (1 - gamma)`` when ``gamma >= 0.5``) in float64. NumPy's own call costs
+    ~0.2 ms of Python per array, more than the partition. A test checks it against NumPy's.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n,) or (n, c), numbers without NaN; n >= 1
+    qs : tuple of float in [0, 100]
+
+    Returns
+    -------
+    ndarray of shape (len(qs),) or (len(qs), c), float64
+    """
+    import math
+
+    n = x.shape[0]
+    picks = []
+    for q in qs:
+        virtual = (n - 1) * (q / 100)
+        if virtual >= n - 1:
+            picks.append((n - 1, n - 1, 0.0))
+        else:
+            lo = math.floor(virtual)
+            picks.append((lo, lo + 1, virtual - lo))
+    part = np.partition(x, sorted({i for lo, hi, _ in picks for i in (lo, hi)}), axis=0)
+    out = np.empty((len(qs),) + x.shape[1:])
+    for r, (lo, hi, gamma) in enumerate(picks):
+        a, b = part[lo], part[hi]
+        diff = (b - a).astype(np.float64)
+        out[r] = a + diff * gamma if gamma < 0.5 else b - diff * (1 - gamma)
+    return out
+
+
+def _median(v: np.ndarray) -> float:
+    """Median of a 1-D float array without NaN: the mean of the middle pair, as :func:`numpy.median` computes it."""
+    n = v.size
+    lo, hi = (n - 1) // 2, n // 2
+    part = np.partition(v, [lo, hi])
+    return float((part[lo] + part[hi]) / 2)
+
+
 def _mad_scale(v: np.ndarray) -> float:
-    return float(np.median(np.abs(v - np.median(v)))) / 0.6745
+    med = _median(v)
+    return _median(np.abs(v - med)) / 0.6745
 
 
-def foreground_mask(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+#: Pixels whose distances to the border are computed at a time in :func:`foreground_mask`: a block of
+#: 128 × 348 distances (32 px side, 356 kB) stays in the CPU cache; the whole matrix (2.8 MB, with three
+#: temporaries of its size) did not, and cost more in memory traffic and page faults than in arithmetic
+#: (9.7 ms against 2.3 ms CPU per image, benchmarks/decode_bench.py machine). The values do not depend on it.
+_DISTANCE_BLOCK = 128
+
+
+@lru_cache(maxsize=16)
+def _border_ring(h: int, w: int) -> np.ndarray:
+    """Read-only flat bool mask, length h*w, of the outer :data:`BORDER_SHARE` ring of an (h, w) frame."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    ring = max(1, int(round(BORDER_SHARE * min(h, w))))
+    border = ((yy < ring) | (yy >= h - ring) | (xx < ring) | (xx >= w - ring)).ravel()
+    border.setflags(write=False)
+    return border
+
+
+def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Pixels that stand out from the frame's border: the background (boundary) prior (see the module notes).
 
     Parameters
     ----------
     rgb : ndarray of shape (h, w, 3), uint8
         A small copy (:data:`OBJECT_SIZE` px a side in :func:`image_facts`); h, w >= 3.
+    lab : ndarray of shape (h, w, 3), float64, optional
+        :func:`descluster.palette.rgb_to_lab` of ``rgb``, when the caller has it already.
 
     Returns
     -------
@@ -177,21 +255,73 @@ def foreground_mask(rgb: np.ndarray) -> tuple[np.ndarray, float]:
         Share of the pixels in the mask (0..1).
     """
     h, w = rgb.shape[:2]
-    lab = rgb_to_lab(rgb).reshape(-1, 3)
-    yy, xx = np.mgrid[0:h, 0:w]
-    ring = max(1, int(round(BORDER_SHARE * min(h, w))))
-    border = ((yy < ring) | (yy >= h - ring) | (xx < ring) | (xx >= w - ring)).ravel()
-    ref = lab[border]
-    k = max(1, int(np.ceil(BORDER_K_SHARE * ref.shape[0])))
-    d2 = (lab**2).sum(1)[:, None] + (ref**2).sum(1)[None, :] - 2.0 * (lab @ ref.T)
-    np.maximum(d2, 0.0, out=d2)
-    d = np.sqrt(np.partition(d2, k - 1, axis=1)[:, k - 1])
-    d_border = d[border]
-    fg = d > max(JND, float(np.median(d_border)) + 3.5 * _mad_scale(d_border))
+    lab = (rgb_to_lab(rgb) if lab is None else np.asarray(lab, dtype=np.float64)).reshape(-1, 3)
+    border = _border_ring(h, w)
+    m = int(border.sum())
+    k = max(1, int(np.ceil(BORDER_K_SHARE * m)))
+    sq = (lab**2).sum(1)
+    ref2_t = (2.0 * lab[border]).T
+    dist2 = _BorderDistances(lab, sq, sq[border][None, :], ref2_t)
+    # the border pixels' own distances set the threshold: those are needed as numbers
+    d_border = np.empty(m)
+    for rows, d2 in dist2.blocks(np.flatnonzero(border)):
+        d2.partition(k - 1, axis=1)
+        d_border[rows] = d2[:, k - 1]
+    np.maximum(d_border, 0.0, out=d_border)  # after the selection: max(., 0) is monotone
+    d_border = np.sqrt(d_border)
+    thr = max(JND, _median(d_border) + 3.5 * _mad_scale(d_border))
+    # the others only as "beyond the threshold": sqrt(max(q, 0)) > thr  <=>  q > x0 (x0 >= 0, below), and the
+    # k-th smallest of a row is > x0  <=>  fewer than k of the row are <= x0; no selection needed
+    x0 = _largest_square_within(thr)
+    fg = np.empty(lab.shape[0], dtype=bool)
+    fg[border] = d_border > thr
+    inner = np.flatnonzero(~border)
+    near = np.empty((_DISTANCE_BLOCK, m), dtype=bool)
+    for rows, d2 in dist2.blocks(inner):
+        hits = np.less_equal(d2, x0, out=near[: d2.shape[0]])
+        fg[inner[rows]] = np.add.reduce(hits.view(np.uint8), axis=1, dtype=np.int32) < k
     share = float(fg.mean())
     if share < MIN_FOREGROUND:
         return np.zeros((h, w), dtype=bool), 0.0
     return fg.reshape(h, w), share
+
+
+class _BorderDistances:
+    """Squared CIELAB distances of pixels to the border pixels, computed :data:`_DISTANCE_BLOCK` pixels at a time.
+
+    A block holds ``(|x|^2 + |r|^2) - 2 x.r`` for its pixels ``x`` and every border pixel ``r``:
+    the expression (and the order of its operations) of the whole distance matrix, so the
+    numbers do not depend on the blocks; ``2 x.r`` is computed as ``x.(2r)`` (scaling by 2 is
+    exact). Two buffers are reused for all blocks.
+    """
+
+    def __init__(self, lab: np.ndarray, sq: np.ndarray, sq_ref: np.ndarray, ref2_t: np.ndarray):
+        self.lab, self.sq, self.sq_ref, self.ref2_t = lab, sq, sq_ref, ref2_t
+        m = ref2_t.shape[1]
+        self.buf, self.cross = np.empty((_DISTANCE_BLOCK, m)), np.empty((_DISTANCE_BLOCK, m))
+
+    def blocks(self, rows: np.ndarray):
+        """Yield ``(slice into rows, distances of shape (len, m))`` over ``rows`` (pixel indices); buffers reused."""
+        for start in range(0, len(rows), _DISTANCE_BLOCK):
+            part = slice(start, min(len(rows), start + _DISTANCE_BLOCK))
+            idx = rows[part]
+            d2, c = self.buf[: len(idx)], self.cross[: len(idx)]
+            np.add(self.sq[idx, None], self.sq_ref, out=d2)
+            np.matmul(self.lab[idx], self.ref2_t, out=c)
+            d2 -= c
+            yield part, d2
+
+
+def _largest_square_within(thr: float) -> float:
+    """The largest float64 ``x0 >= 0`` with ``sqrt(x0) <= thr`` (``thr > 0``): then ``sqrt(x) > thr`` iff ``x > x0``."""
+    import math
+
+    x0 = thr * thr
+    while x0 > 0 and math.sqrt(x0) > thr:
+        x0 = math.nextafter(x0, 0.0)
+    while math.sqrt(math.nextafter(x0, math.inf)) <= thr:
+        x0 = math.nextafter(x0, math.inf)
+    return x0
 
 
 def object_weights(rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, float]:
@@ -215,30 +345,44 @@ def object_weights(rgb: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.
         mask, share = foreground_mask(rgb)
     else:
         share = float(mask.mean())
-    centre = centre_weights(h, w)
+    centre = _centre(h, w)
     weights = centre * mask if share > 0 else centre
     return weights / weights.sum(), share
 
 
 def _least_directional_energy(g: np.ndarray, w: np.ndarray) -> float:
     """Weighted mean squared second difference of ``g`` along the least sharp of 4 directions (0°, 45°, 90°, 135°)."""
-    c = g[1:-1, 1:-1]
+    twice_c = 2.0 * g[1:-1, 1:-1]
     wc = w[1:-1, 1:-1]
     wc = wc / wc.sum() if wc.sum() > 0 else wc
     pairs = [(g[1:-1, :-2], g[1:-1, 2:]), (g[:-2, 1:-1], g[2:, 1:-1]), (g[:-2, :-2], g[2:, 2:]), (g[:-2, 2:], g[2:, :-2])]
     energies = []
+    d2 = np.empty_like(twice_c)
     for k, (a, b) in enumerate(pairs):
-        d2 = (a + b - 2.0 * c) / (2.0 if k >= 2 else 1.0)  # diagonal steps are sqrt(2) long: squared step 2
-        energies.append(float((wc * d2**2).sum()))
+        np.add(a, b, out=d2)
+        d2 -= twice_c
+        if k >= 2:
+            d2 *= 0.5  # diagonal steps are sqrt(2) long: squared step 2 (exact: a power of two)
+        np.square(d2, out=d2)
+        d2 *= wc
+        energies.append(float(d2.sum()))
     return min(energies)
 
 
 def centre_weights(h: int, w: int) -> np.ndarray:
     """Centre prior: Gaussian of standard deviation :data:`CENTRE_SIGMA` × side, shape (h, w), summing to 1."""
+    return _centre(h, w).copy()
+
+
+@lru_cache(maxsize=16)
+def _centre(h: int, w: int) -> np.ndarray:
+    """:func:`centre_weights`, computed once per shape and read-only."""
     yy, xx = np.mgrid[0:h, 0:w]
     cy, cx = (h - 1) / 2.0, (w - 1) / 2.0
     c = np.exp(-(((yy - cy) / (CENTRE_SIGMA * h)) ** 2 + ((xx - cx) / (CENTRE_SIGMA * w)) ** 2) / 2.0)
-    return c / c.sum()
+    c = c / c.sum()
+    c.setflags(write=False)
+    return c
 
 
 def apply_levels(rgb: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
@@ -261,7 +405,8 @@ def apply_levels(rgb: np.ndarray, levels: np.ndarray | None) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.ndarray | None = None) -> dict:
+def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.ndarray | None = None,
+                 lab: np.ndarray | None = None) -> dict:
     """Colour name of the object in a small RGB copy (see the module notes).
 
     Weights: the centre prior, times 1 on the foreground of :func:`foreground_mask`
@@ -276,6 +421,9 @@ def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.n
         Camera levels (:func:`collection_levels`).
     mask : ndarray of shape (h, w), bool, optional
         From :func:`foreground_mask` (computed when absent).
+    lab : ndarray of shape (h, w, 3), float64, optional
+        :func:`descluster.palette.rgb_to_lab` of ``small``, when the caller has it already
+        (used only without levels: the levels change the pixels).
 
     Returns
     -------
@@ -287,15 +435,17 @@ def colour_facts(small: np.ndarray, levels: np.ndarray | None = None, mask: np.n
     """
     h, w = small.shape[:2]
     if mask is None:
-        mask, _ = foreground_mask(small)
-    centre = centre_weights(h, w).ravel()
+        mask, _ = foreground_mask(small, lab)
+    centre = _centre(h, w).ravel()
     prior = np.where(mask.ravel(), 1.0, BACKGROUND_WEIGHT) if mask.any() else np.ones(h * w)
     weights = centre * prior * (small.min(axis=2) < CLIP_LEVEL).ravel()
     if weights.sum() <= 0:  # all clipped: name what is there
         weights = centre
     px = apply_levels(small, levels).reshape(-1, 3)
-    shares = palette_shares(px, weights)
-    lit = lit_lightness(px, weights)
+    index = pixel_name_index(px)
+    lightness = lab.reshape(-1, 3)[:, 0] if lab is not None and levels is None else None
+    shares = palette_shares(px, weights, index=index)
+    lit = lit_lightness(px, weights, index=index, lightness=lightness)
     name, share, second, second_share = name_from_shares(shares, lit)
     return {"colour": name, "colour_share": share, "colour_2": second, "colour_2_share": second_share,
             "colour_lit_lightness": lit, **{c: float(v) for c, v in zip(PALETTE_SHARE_COLUMNS, shares)}}
@@ -342,6 +492,119 @@ def _small(image) -> np.ndarray:
     return np.asarray(image.resize((OBJECT_SIZE, OBJECT_SIZE), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
+#: Sobel kernels along axis 0 and axis 1, as :func:`skimage.filters.sobel` builds them (edge ``[1, 0, -1]``
+#: along the axis times smoothing ``[1, 2, 1] / 4`` across it).
+_SOBEL_KERNELS = (np.array([[1.0], [0.0], [-1.0]]) * (np.array([[1.0, 2.0, 1.0]]) / 4),
+                  np.array([[1.0, 0.0, -1.0]]) * (np.array([[1.0], [2.0], [1.0]]) / 4))
+#: The Sobel kernels' nonzero terms as :func:`scipy.ndimage.convolve` sums them: ``((row, column) offset
+#: into the 1-px padded image, weight)`` in C order of the flipped kernel.
+_SOBEL_TERMS = tuple(tuple(((i, j), float(wt)) for (i, j), wt in np.ndenumerate(kk[::-1, ::-1]) if wt != 0)
+                     for kk in _SOBEL_KERNELS)
+#: Floor of the gradient magnitudes in the blur effect (scikit-image's guard against 0 / 0).
+_BLUR_EPSILON = float(np.spacing(np.float64(1)))
+#: BT.601 luma weights, float32 (the full-size luma) and float64 (the small copy's).
+_LUMA32 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA64 = np.array([0.299, 0.587, 0.114])
+
+
+def _pad1(x: np.ndarray) -> np.ndarray:
+    """``np.pad(x, 1, mode="symmetric")`` of a 2-D array (SciPy's ``reflect`` edge), without ``np.pad``'s overhead."""
+    h, w = x.shape
+    out = np.empty((h + 2, w + 2), dtype=x.dtype)
+    out[1:-1, 1:-1] = x
+    out[0, 1:-1] = x[0]
+    out[-1, 1:-1] = x[-1]
+    out[:, 0] = out[:, 1]
+    out[:, -1] = out[:, -2]
+    return out
+
+
+def _sobel_abs4(pad: np.ndarray, axis: int) -> np.ndarray:
+    """``4 |scipy.ndimage.convolve(x, _SOBEL_KERNELS[axis], mode="reflect")|`` from ``pad = _pad1(x)``: the same sums.
+
+    SciPy's filter adds the weighted neighbours one at a time in C order of the flipped kernel,
+    skipping zero weights; so does this, on whole shifted copies of the image (its ``reflect``
+    edge is :func:`_pad1`). The weights are ±1/4 and ±1/2; this sums the neighbours times
+    4 × weight (±1, ±2: exact), and scaling by a power of two commutes with rounding, so every
+    partial sum is exactly 4 times SciPy's (a sign flip, exact too, does not matter under ``| |``).
+
+    Parameters
+    ----------
+    pad : ndarray of shape (h + 2, w + 2), float64
+        The image padded by :func:`_pad1`.
+    axis : {0, 1}
+
+    Returns
+    -------
+    ndarray of shape (h, w), float64, non-negative
+    """
+    h, w = pad.shape[0] - 2, pad.shape[1] - 2
+    acc = np.zeros((h, w))
+    term = np.empty((h, w))
+    for (i, j), weight in _SOBEL_TERMS[axis]:
+        part = pad[i:i + h, j:j + w]
+        if abs(weight) == 0.5:
+            np.add(part, part, out=term)
+            part = term
+        if weight > 0:
+            acc += part
+        else:
+            acc -= part
+    return np.abs(acc, out=acc)
+
+
+def _laplace(pad: np.ndarray) -> np.ndarray:
+    """:func:`scipy.ndimage.laplace` (``reflect`` edges) of an image of whole numbers, from ``pad = _pad1(g)``.
+
+    The sum of the second differences ``[1, -2, 1]`` along both axes; on whole numbers of at most 2^50
+    every step is exact, so the values are SciPy's whatever the order of the sums.
+    """
+    g2 = 2 * pad[1:-1, 1:-1]
+    return (pad[:-2, 1:-1] + pad[2:, 1:-1] - g2) + (pad[1:-1, :-2] + pad[1:-1, 2:] - g2)
+
+
+def blur_effect(g: np.ndarray, pad: np.ndarray | None = None) -> float:
+    """Blur effect of Crété-Roffet et al. (2007) of a 2-D grey image, the most blurred of its two axes.
+
+    The computation of :func:`skimage.measure.blur_effect` (``h_size`` :data:`BLUR_H_SIZE`,
+    ``reduce_func=max``) written out with the same operations in the same order (the Sobel
+    filter as :func:`_sobel_abs4`), without its per-call conversions: per axis, the Sobel gradient magnitude
+    of the image (sharp) and of its :data:`BLUR_H_SIZE`-px moving average along that axis
+    (blurred), both floored at machine epsilon; ``|M1 - M2| / M1`` with ``M1`` the sum of the
+    sharp magnitudes and ``M2`` the sum of their excess over the blurred ones, over the
+    interior ``[2:-1, 2:-1]``. A test checks it against scikit-image's.
+
+    Parameters
+    ----------
+    g : ndarray of shape (h, w), float64
+        Grey levels (any scale; 0..255 in :func:`image_facts`); h, w >= 4.
+    pad : ndarray of shape (h + 2, w + 2), optional
+        ``_pad1(g)``, when the caller has it already.
+
+    Returns
+    -------
+    float
+        0 (sharp) .. 1 (fully blurred); NaN for a flat image (0 / 0).
+    """
+    from scipy import ndimage
+
+    inner = (slice(2, g.shape[0] - 1), slice(2, g.shape[1] - 1))
+    out = []
+    pad = _pad1(g) if pad is None else pad
+    for axis in (0, 1):
+        blurred = ndimage.uniform_filter1d(g, BLUR_H_SIZE, axis=axis)
+        # 4 x the magnitudes and 4 x the floor: M1, M2 are 4 x scikit-image's, exactly, and their ratio is the same
+        sharp = _sobel_abs4(pad, axis)
+        soft = _sobel_abs4(_pad1(blurred), axis)
+        np.maximum(4 * _BLUR_EPSILON, sharp, out=sharp)
+        np.maximum(4 * _BLUR_EPSILON, soft, out=soft)
+        excess = np.maximum(0, sharp - soft)
+        m1 = np.sum(sharp[inner])
+        m2 = np.sum(excess[inner])
+        out.append(np.abs(m1 - m2) / m1)
+    return float(max(out))
+
+
 def image_facts(image, levels: np.ndarray | None = None) -> dict:
     """Pixel facts of one decoded image.
 
@@ -358,6 +621,11 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         Keys of :data:`QUALITY_COLUMNS` except ``path``, ``readable``, ``error``,
         ``sha1``; see the module notes for the formulas.
     """
+    return _facts_and_mask(image, levels)[0]
+
+
+def _facts_and_mask(image, levels: np.ndarray | None = None) -> tuple[dict, np.ndarray]:
+    """:func:`image_facts` and the object mask of the small copy (:func:`foreground_mask`) it was measured with."""
     import imagehash
     from PIL import Image
     from scipy import ndimage
@@ -365,23 +633,32 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
     w, h = image.size
     work = _bounded(image)  # statistics on a bounded copy (large images are rare and slow)
     a = np.asarray(work, dtype=np.uint8)
-    cmax = a.max(axis=2)
-    cmin = a.min(axis=2)
-    lum = a.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    p5, p95 = np.percentile(lum, [5, 95])
-    labels, nlab = ndimage.label(lum >= 240, structure=np.ones((3, 3)))
-    blob = float(np.bincount(labels.ravel())[1:].max()) / lum.size if nlab else 0.0
-    grey = Image.fromarray(np.clip(np.rint(lum), 0, 255).astype(np.uint8), mode="L")
+    cmax = np.maximum(np.maximum(a[..., 0], a[..., 1]), a[..., 2])
+    cmin = np.minimum(np.minimum(a[..., 0], a[..., 1]), a[..., 2])
+    lum = a.astype(np.float32) @ _LUMA32
+    p5, p95 = _percentiles(lum.ravel(), (5, 95))
+    bright = lum >= 240
+    blob = 0.0
+    if bright.any():
+        labels, nlab = ndimage.label(bright, structure=np.ones((3, 3)))
+        blob = float(np.bincount(labels.ravel())[1:].max()) / lum.size if nlab else 0.0
+    grey8 = np.clip(np.rint(lum), 0, 255).astype(np.uint8)
+    grey = Image.fromarray(grey8, mode="L")
     g = np.asarray(grey.resize((LAPLACIAN_SIZE, LAPLACIAN_SIZE), Image.Resampling.BILINEAR), dtype=np.float64)
-    lap = ndimage.laplace(g)
-    lap_var = float(lap.var())
-    hist = np.bincount(np.asarray(grey).ravel(), minlength=256) / lum.size
+    g_pad = _pad1(g)
+    lap_var = float(_laplace(g_pad).var())  # g holds whole numbers (an 8-bit image resized)
+    hist = np.bincount(grey8.ravel(), minlength=256) / lum.size
     hist = hist[hist > 0]
     spread = cmax.astype(np.int16) - cmin.astype(np.int16)
-    spread_p95 = float(np.percentile(spread, 95))
+    # one percentile call for the spread's 95th and the channels' 1st and 99th (order statistics of whole
+    # numbers, interpolated in float64 as for each array alone)
+    levels_p = _percentiles(np.column_stack([a.reshape(-1, 3), spread.ravel()]), (1, 95, 99))
+    spread_p95 = float(levels_p[1, 3])
+    p1, p99 = levels_p[0, :3], levels_p[2, :3]
 
     small = _small(work)
-    mask, _ = foreground_mask(small)
+    lab = rgb_to_lab(small)  # once: the object estimate and the colour name share it
+    mask, _ = foreground_mask(small, lab)
     weights, fg_share = object_weights(small, mask)
     wv = weights.ravel()
     w128 = np.asarray(Image.fromarray(weights.astype(np.float32), mode="F").resize(
@@ -392,16 +669,12 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
     lap_energy = _least_directional_energy(g, w128)
     ohist = np.bincount(np.clip(np.rint(g), 0, 255).astype(np.int64).ravel(), weights=w128.ravel(), minlength=256)
     ohist = ohist[ohist > 0] / ohist.sum()
-    s_lum = (small.astype(np.float64) @ np.array([0.299, 0.587, 0.114])).ravel()
+    s_lum = (small.astype(np.float64) @ _LUMA64).ravel()
     s_clip = (small.min(axis=2) >= CLIP_LEVEL).ravel()
-    centre = centre_weights(*small.shape[:2]).ravel()
+    centre = _centre(*small.shape[:2]).ravel()
     kept = ~s_clip
     unclipped_p5 = weighted_quantile(s_lum[kept], centre[kept], 0.05) if kept.any() else 255.0
-    from skimage.measure import blur_effect
-
-    blur = float(blur_effect(g, h_size=BLUR_H_SIZE)) if g.std() > 0 else float("nan")  # flat: no detail to judge
-    p1 = np.percentile(a.reshape(-1, 3), 1, axis=0)
-    p99 = np.percentile(a.reshape(-1, 3), 99, axis=0)
+    blur = blur_effect(g, g_pad) if g.max() > g.min() else float("nan")  # flat (std 0): no detail to judge
     return {
         "width": int(w),
         "height": int(h),
@@ -416,7 +689,7 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         "channel_spread": float(spread.mean()),
         "greyscale": bool(spread_p95 <= GREY_P95_SPREAD),
         "phash": str(imagehash.phash(image)),
-        **colour_facts(small, levels, mask),
+        **colour_facts(small, levels, mask, lab),
         "object_share": fg_share,
         "object_luminance": float(wv @ s_lum),
         "object_p95_luminance": weighted_quantile(s_lum, wv, 0.95),
@@ -427,7 +700,7 @@ def image_facts(image, levels: np.ndarray | None = None) -> dict:
         "blur_effect": blur,
         "unclipped_p5_luminance": float(unclipped_p5),
         **{c: float(x) for c, x in zip(LEVEL_COLUMNS, [*p1, *p99])},
-    }
+    }, mask
 
 
 def _short_error(exc: Exception, path: str) -> str:
@@ -437,21 +710,39 @@ def _short_error(exc: Exception, path: str) -> str:
     return msg[:200]
 
 
+#: Key of a first-pass row that carries the object mask (packed bits) to the colour pass; not a column.
+_MASK_KEY = "_object_mask"
+
+
 def _row(source: ImageSource, path: str) -> dict:
+    """Pixel facts of one image as a table row; a readable one carries its packed object mask (:data:`_MASK_KEY`)."""
     row: dict = {"path": path, "readable": False, "error": "", "sha1": ""}
     try:
         data = source.read_bytes(path)
         row["sha1"] = hashlib.sha1(data).hexdigest()
-        row.update(image_facts(source.open(path)))
+        facts, mask = _facts_and_mask(source.decode(data, path))  # the bytes read once: hashed, then decoded
+        row.update(facts)
+        row[_MASK_KEY] = np.packbits(mask.ravel()).tobytes()
         row["readable"] = True
     except Exception as exc:  # unreadable files are facts, not failures
         row["error"] = _short_error(exc, path)
     return row
 
 
-def _colour_row(source: ImageSource, path: str, levels: np.ndarray) -> dict:
+def _colour_row(source: ImageSource, path: str, levels: np.ndarray, packed_mask: bytes | None = None) -> dict:
+    """Colour facts after the camera levels; ``packed_mask`` is the first pass's object mask (the same image's).
+
+    The mask depends on the raw pixels only, not on the levels, so the first pass's is reused
+    instead of computed again.
+    """
     try:
-        return colour_facts(_small(_bounded(source.open(path))), levels)
+        small = _small(_bounded(source.open(path)))
+        mask = None
+        if packed_mask is not None:
+            n = small.shape[0] * small.shape[1]
+            mask = np.unpackbits(np.frombuffer(packed_mask, dtype=np.uint8), count=n).astype(bool)
+            mask = mask.reshape(small.shape[:2])
+        return colour_facts(small, levels, mask)
     except Exception:  # read in the first pass; a file changed since keeps its first-pass colour
         return {}
 
@@ -480,8 +771,8 @@ def _worker_row(path: str) -> dict:
     return _row(_WORKER_SOURCE, path)  # type: ignore[arg-type]
 
 
-def _worker_colour(path: str, levels: np.ndarray) -> dict:
-    return _colour_row(_WORKER_SOURCE, path, levels)  # type: ignore[arg-type]
+def _worker_colour(path: str, levels: np.ndarray, packed_mask: bytes | None = None) -> dict:
+    return _colour_row(_WORKER_SOURCE, path, levels, packed_mask)  # type: ignore[arg-type]
 
 
 def _bar(rows, total: int, desc: str, progress: bool):
@@ -492,7 +783,8 @@ def _bar(rows, total: int, desc: str, progress: bool):
     return progress_bar(rows, total=total, desc=desc, unit="img")
 
 
-def image_quality_table(source: ImageSource, paths: list[str], progress: bool = True, n_jobs: int = 2, chunksize: int = 64) -> pd.DataFrame:
+def image_quality_table(source: ImageSource, paths: list[str], progress: bool = True, n_jobs: int | None = None,
+                        chunksize: int = 64) -> pd.DataFrame:
     """Pixel facts of every image, one row per path in input order.
 
     Parameters
@@ -503,16 +795,20 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
         Case paths (as in ``images_paths.csv``).
     progress : bool, default True
         Show a tqdm progress bar.
-    n_jobs : int, default 2
-        Worker processes (1 = in this process).
+    n_jobs : int or None, default None
+        Worker processes (1 = in this process); None = one per CPU (``os.cpu_count()``). The
+        checks of one image are single-threaded NumPy, so the throughput grows with the workers;
+        each worker reads the palette's lookup table once (a shipped 32 kB file). Fewer than
+        ``4 * chunksize`` paths are checked in this process.
     chunksize : int, default 64
         Paths per task sent to a worker.
 
     Notes
     -----
     When :func:`collection_levels` finds camera levels, the readable images are read
-    a second time to name their colours after the levels (about a third of the
-    first pass's time).
+    a second time to name their colours after the levels, with the object masks of
+    the first pass (kept as 128 bytes an image until then; the mask does not depend on
+    the levels).
 
     Returns
     -------
@@ -534,8 +830,12 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
     ParameterError
         If ``n_jobs`` or ``chunksize`` is not a positive integer.
     """
+    if n_jobs is None:
+        import os
+
+        n_jobs = os.cpu_count() or 1
     for name, v in (("n_jobs", n_jobs), ("chunksize", chunksize)):
-        if not isinstance(v, int) or v < 1:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ParameterError(f"{name}={v!r} must be a positive integer")
     paths = list(paths)
     executor = None
@@ -547,16 +847,20 @@ def image_quality_table(source: ImageSource, paths: list[str], progress: bool = 
         executor = ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=_init_worker, initargs=(source,))
     try:
         rows = executor.map(_worker_row, paths, chunksize=chunksize) if executor else (_row(source, p) for p in paths)
-        table = pd.DataFrame(list(_bar(rows, len(paths), "image quality", progress)))
+        rows = list(_bar(rows, len(paths), "image quality", progress))
+        masks = [r.pop(_MASK_KEY, None) for r in rows]  # 128 bytes an image, for the colour pass
+        table = pd.DataFrame(rows)
         table = table.reindex(columns=QUALITY_COLUMNS)
         table["readable"] = table["readable"].astype(bool)
         levels, _ = collection_levels(table)
         if levels is not None:  # second pass: colour names after the camera levels
-            todo = [p for p, ok in zip(paths, table["readable"]) if ok]
+            ok = table["readable"].to_numpy()
+            todo = [p for p, keep in zip(paths, ok) if keep]
+            todo_masks = [m for m, keep in zip(masks, ok) if keep]
             if executor:
-                colours = executor.map(_worker_colour, todo, [levels] * len(todo), chunksize=chunksize)
+                colours = executor.map(_worker_colour, todo, [levels] * len(todo), todo_masks, chunksize=chunksize)
             else:
-                colours = (_colour_row(source, p, levels) for p in todo)
+                colours = (_colour_row(source, p, levels, m) for p, m in zip(todo, todo_masks))
             fixed = pd.DataFrame(list(_bar(colours, len(todo), "colour names (camera levels)", progress)),
                                  index=table.index[table["readable"].to_numpy()])
             table.update(fixed)
