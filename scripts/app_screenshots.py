@@ -7,7 +7,7 @@ Usage::
 
     python scripts/app_screenshots.py [ANSWERS]      # needs /work/demo-out and /usr/bin/chromium; PNGs in docs/
 """
-import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, re, shutil, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request
 from pathlib import Path
 import numpy as np, pandas as pd
 from playwright.sync_api import sync_playwright
@@ -36,7 +36,14 @@ def call(path, body=None):
                                  headers={"x-descluster-token": token, "content-type": "application/json"})
     with urllib.request.urlopen(req) as r:
         return json.loads(r.read())
-time.sleep(1)
+for _ in range(600):  # the session opens in the background: 503 until it is ready
+    try:
+        call("/api/tasks")
+        break
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        time.sleep(0.5)
 classes = ["bike", "car", "juggernaut", "minibus", "pickup", "truck"]
 call("/api/tasks", {"name": "vehicle_type", "classes": classes})
 call("/api/tasks", {"name": "colour", "classes": ["white", "black", "silver", "red", "blue"]})
