@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "tiny-vehicles"
 
 
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def bench_script(name: str):
+    """Import ``benchmarks/<name>.py`` as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def make_demo_slice(dest: Path, per_type: int) -> Path:
     """Copy the first ``per_type`` images of each vehicle type (and their labels) into ``dest``."""
     labels = pd.read_csv(DEMO / "labels.csv")

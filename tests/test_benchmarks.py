@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,24 +11,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import bench_script
 
 from descluster.case import load_case
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import BENCHMARKS as BENCH
 
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope="module")
 def small_case(tmp_path_factory):
     out = tmp_path_factory.mktemp("case")
     kinds = "efficientnet-b7=96,osnet=32"
-    assert _script("make_case").main([str(out), "--rows", "5000", "--with-images", "--kinds", kinds, "--seed", "3"]) == 0
+    assert bench_script("make_case").main([str(out), "--rows", "5000", "--with-images", "--kinds", kinds, "--seed", "3"]) == 0
     return out
 
 
@@ -56,7 +50,7 @@ def test_make_case_layout_and_truth(small_case):
 
 
 def test_make_case_is_deterministic(tmp_path, small_case):
-    _script("make_case").main([str(tmp_path), "--rows", "5000", "--kinds", "efficientnet-b7=96,osnet=32",
+    bench_script("make_case").main([str(tmp_path), "--rows", "5000", "--kinds", "efficientnet-b7=96,osnet=32",
                                "--seed", "3", "--format", "npy"])
     a = load_case(small_case).descriptors["osnet"]
     b = np.load(tmp_path / "descriptors" / "osnet.npy")
@@ -114,7 +108,7 @@ def test_run_case_study_stage(small_case, tmp_path):
 
 def test_app_bench_runs_the_real_server(tmp_path):
     out = tmp_path / "app_bench.json"
-    mod = _script("app_bench")
+    mod = bench_script("app_bench")
     assert mod.main(["--rows", "2000", "--dims", "8", "--answers", "3", "--out", str(out)]) == 0
     got = json.loads(out.read_text())["2000"]
     assert got["rows"] == 2000 and got["answers"] == 3 and got["decisions"] >= 3

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from conftest import bench_script
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 PALETTE = {"white", "silver", "grey", "black", "red", "blue", "green", "yellow", "orange", "brown", "beige",
            "pink", "purple"}
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="module")
 def ev():
-    return _script("outliers_eval")
+    return bench_script("outliers_eval")
 
 
 @pytest.fixture(scope="module")

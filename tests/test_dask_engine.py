@@ -257,8 +257,10 @@ def test_sample_fitted_algorithms_extend_per_block(engine, name):
     assert list(dt["k"]) == list(lt["k"]) and list(dt["n_clusters"]) == list(lt["n_clusters"])
     for col in ("calinski_harabasz", "davies_bouldin", "inertia", "noise_share", "bic"):
         np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=1e-9, equal_nan=True)
-    for col in ("silhouette", "stability", "min_cluster_size", "max_cluster_size"):
-        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=0, atol=1e-12)
+    for col in ("min_cluster_size", "max_cluster_size"):  # same partition: same sizes, exactly
+        assert dt[col].tolist() == lt[col].tolist()
+    for col in ("silhouette", "stability"):  # same rows, float sums in another order (5e-10 seen in a fresh venv)
+        np.testing.assert_allclose(dt[col].to_numpy(float), lt[col].to_numpy(float), rtol=0, atol=1e-7)
     for k in lt["k"]:
         np.testing.assert_array_equal(dask.labels_for(int(k)), local.labels_for(int(k)))
         if name == "hdbscan":
