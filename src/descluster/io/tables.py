@@ -102,7 +102,10 @@ def _is_text(column: pd.Series) -> bool:
 def _restore_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for col in frame.columns:
         if _is_text(frame[col]):
-            frame[col] = frame[col].map(restore_cell)
+            # only cells that start with "'" can change: find them with pandas' string method first
+            hit = frame[col].astype(str).str.startswith("'").to_numpy(bool) & frame[col].notna().to_numpy(bool)
+            if hit.any():
+                frame.loc[hit, col] = frame.loc[hit, col].map(restore_cell)
     frame.columns = [restore_cell(c) for c in frame.columns]
     return frame
 

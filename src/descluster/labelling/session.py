@@ -434,7 +434,7 @@ class Session:
             rng = np.random.default_rng([self.random_state, zlib.crc32(task.encode("utf-8")), st.version])
             ctx = PolicyContext(state=st, proba=None if pred is None else pred.proba, space=key,
                                 X=self.results.space(key), clusters=self.results.clusterings.get(key),
-                                identities=self.results.identities, conflicts=conflicts, rng=rng,
+                                identities=self.results.identities if st.identity else None, conflicts=conflicts, rng=rng,
                                 cluster_text=self._cluster_descriptions(key),
                                 pred=None if pred is None else pred.pred, conf=None if pred is None else pred.conf,
                                 calibration=self.calibration(task, key), cores=self._cores(key))

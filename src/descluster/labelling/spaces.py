@@ -185,7 +185,7 @@ class ResultsData:
         for _, r in comp[mixed].iterrows():
             self.candidates.append(f"{r['descriptor']}/{r['preprocessing']}")
         self.candidates = list(dict.fromkeys(self.candidates))
-        self.identities = identities_from_paths(self.paths)[0]
+        self._identities: tuple[np.ndarray | None] | None = None  # derived on first use (identity tasks)
         self._cache_dir = self.root / ".cache" / "labelling"
         self._spaces: dict[str, np.ndarray] = {}
         self._graphs: dict[tuple[str, int], KnnGraph] = {}
@@ -193,6 +193,18 @@ class ResultsData:
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ identity of the data
+    @property
+    def identities(self) -> np.ndarray | None:
+        """Object identity per row, ndarray of shape (n_samples,), object, or None (see the class docstring).
+
+        Derived from the paths on first use and kept: only identity tasks need it, so opening a
+        session does not pay for it.
+        """
+        with self._lock:
+            if self._identities is None:
+                self._identities = (identities_from_paths(self.paths)[0],)
+            return self._identities[0]
+
     @property
     def fingerprint(self) -> dict:
         """Rows and the hash of the image paths: what a labels database belongs to."""
