@@ -25,9 +25,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import pixel_facts_fixture as fixture  # noqa: E402
 
 REFERENCE = json.loads((REPO / "tests" / "data" / "pixel_facts_reference.json").read_text())
-#: Facts are compared to within this relative (and absolute, near 0) difference; on the machine that wrote
-#: the fixture the new code reproduces every one of the 3,390 values bit for bit.
-REL_TOL = 1e-9
+#: Facts are compared to within this relative (and absolute, near 0) difference. On the machine that wrote
+#: the fixture the new code reproduces every one of the 3,390 values bit for bit; the facts are float32
+#: arithmetic, and another CPU (other SIMD width / FMA) may round the last bit differently: CI saw
+#: p95_luminance 190.70700073 against 190.70698547, one float32 step (8e-8 relative). 1e-6 is about eight
+#: float32 steps (eps = 1.19e-7), far below any change of a formula.
+REL_TOL = 1e-6
 
 
 @pytest.fixture(scope="module")
