@@ -6,9 +6,12 @@
 ``--host`` says otherwise, and only with the printed token
 (:mod:`descluster.app.security`), the pages and API of :mod:`descluster.app.views`.
 
-Opening the session reads ``clusters.csv`` and derives the object identities of
-every row (seconds at 400,000 rows), so :func:`serve` binds its socket and prints
-the URL first and :class:`AppLoader` opens the session in a background thread.
+Opening the session reads ``clusters.csv``, hashes the image paths and folds the
+decisions log (seconds at 400,000 rows), so :func:`serve` binds its socket and prints
+the URL first and :class:`AppLoader` opens the session in a background thread. The
+object identities of the rows are not derived then: ``ResultsData.identities``
+(:mod:`descluster.labelling.spaces`) derives them from the paths on first use, which
+only an identity task makes (creating one, or its refits and questions).
 Until it is ready, :class:`LoadingGate` answers every page with a small
 "loading N images" page that reloads itself each second (``503`` with
 ``Retry-After``) and every API call with ``503`` and a JSON ``error``; when
