@@ -21,18 +21,22 @@ Starts ``python -m descluster serve`` in a subprocess on a free port and measure
 
 Either on an existing results folder (``--results OUT``; it is copied first, so nothing is written
 into it) or on a synthetic one of ``--rows`` rows built by ``labelling_bench.build_results`` (no
-images there: thumbnails are not timed at that size). Prints a table and writes
-``benchmarks/results/app_bench.json`` (or ``--out``).
+images there: thumbnails are not timed at that size). Prints a table and appends the run to
+``benchmarks/results/app_bench.json`` (or ``--out``): ``{"runs": [...]}``, one dict per run, oldest
+first, each with the figures above and ``run_id`` (timestamp, commit, rows), ``timestamp`` (UTC,
+ISO 8601), ``git_commit`` / ``git_dirty`` (of this checkout; None outside git), ``label`` (``--label``)
+and ``load_average``; no run replaces another (:func:`append_run`). Then prints one line per stored run.
 
 Usage::
 
     python benchmarks/app_bench.py --results /work/demo-out          # the demo run
-    python benchmarks/app_bench.py --rows 416314 --answers 30        # synthetic, VeRi-Wild size
+    python benchmarks/app_bench.py --rows 416314 --answers 30 --label "busy machine"  # synthetic, VeRi-Wild size
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import re
@@ -50,6 +54,99 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+REPO = Path(__file__).resolve().parents[1]
+#: Columns of the table of stored runs printed after each run: (heading, result key).
+RUN_TABLE = (("timestamp", "timestamp"), ("commit", "git_commit"), ("rows", "rows"), ("answers", "answers"),
+             ("url s", "url_s"), ("task list s", "first_page_s"), ("1st question s", "first_question_s"),
+             ("answer ms med", "answer_next_ms_median"), ("p95", "answer_next_ms_p95"), ("RSS MB", "rss_mb"),
+             ("load 1 min", "load_average"), ("label", "label"))
+
+
+def git_facts(repo: Path = REPO) -> dict:
+    """``git_commit`` (HEAD, 40 hex digits) and ``git_dirty`` (tracked files changed) of ``repo``; None each
+    when git or the repository is not there."""
+    def git(*args):
+        try:
+            r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def read_runs(dest: Path) -> list[dict]:
+    """The runs stored in ``dest`` (oldest first); ``[]`` when it does not exist.
+
+    Reads the current layout ``{"runs": [...]}`` and the older one (a dict keyed by the row count, one
+    run per count, which a new run at the same count overwrote): each of its entries becomes a run with
+    ``run_id`` ``"rows-<N>"`` and ``timestamp`` / ``git_commit`` None (not recorded then).
+
+    Raises
+    ------
+    ValueError
+        ``dest`` is not JSON or neither layout.
+    """
+    if not dest.is_file():
+        return []
+    doc = json.loads(dest.read_text())
+    if isinstance(doc, dict) and isinstance(doc.get("runs"), list):
+        return list(doc["runs"])
+    if isinstance(doc, dict) and all(isinstance(v, dict) and "rows" in v for v in doc.values()):
+        runs = []
+        for key, r in doc.items():
+            run = {"run_id": f"rows-{key}", "timestamp": None, "git_commit": None, "git_dirty": None,
+                   "label": "older file: one run per row count"}
+            run.update(r)
+            runs.append(run)
+        return runs
+    raise ValueError(f"{dest}: neither {{'runs': [...]}} nor a dict of runs keyed by rows")
+
+
+def append_run(dest: Path, result: dict) -> list[dict]:
+    """Append ``result`` to the runs of ``dest`` (:func:`read_runs`) and write them back atomically.
+
+    A ``run_id`` a stored run has already gets ``-2``, ``-3``, ... appended, so no run replaces
+    another. Returns the runs now stored, oldest first.
+
+    Raises
+    ------
+    ValueError
+        From :func:`read_runs` (nothing written then).
+    """
+    from descluster.io.atomic import write_text
+
+    runs = read_runs(dest)
+    taken = {r.get("run_id") for r in runs}
+    run_id, n = result["run_id"], 1
+    while run_id in taken:
+        n += 1
+        run_id = f"{result['run_id']}-{n}"
+    runs.append({**result, "run_id": run_id})
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_text(dest, json.dumps({"runs": runs}, indent=2) + "\n")
+    return runs
+
+
+def runs_table(runs: list[dict]) -> str:
+    """The stored runs as a fixed-width text table (:data:`RUN_TABLE`), one line per run."""
+    def cell(r, key):
+        v = r.get(key)
+        if key == "git_commit" and v:
+            return v[:10] + ("+" if r.get("git_dirty") else "")
+        if key == "load_average" and isinstance(v, list) and v:
+            return f"{v[0]:.1f}"
+        if key == "timestamp" and v:
+            return v[:19]
+        return "-" if v is None else str(v)
+
+    rows = [[h for h, _ in RUN_TABLE]] + [[cell(r, k) for _, k in RUN_TABLE] for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(RUN_TABLE))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def _free_port() -> int:
@@ -89,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answers", type=int, default=30)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "app_bench.json"))
+    ap.add_argument("--label", default="", help="free text stored with the run (e.g. 'before', 'busy machine')")
     args = ap.parse_args(argv)
 
     import psutil
@@ -199,7 +297,10 @@ def main(argv: list[str] | None = None) -> int:
             proc.kill()
             proc.wait()
     lat = np.asarray(lat)
-    result = {"source": source, "rows": int(study.size), "build_s": round(build_s, 2), "url_s": round(url_s, 3),
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    git = git_facts()
+    result = {"run_id": f"{stamp}-{(git['git_commit'] or 'nogit')[:10]}-{int(study.size)}", "timestamp": stamp,
+              **git, "label": args.label, "source": source, "rows": int(study.size), "build_s": round(build_s, 2), "url_s": round(url_s, 3),
               "loading_page_s": round(loading_page_s, 3), "loading_page_seen": loading_seen,
               "first_page_s": round(first_page_s, 3), "first_page_after_url_s": round(first_page_request_s, 3),
               "first_question_s": round(first_question_s, 3),
@@ -218,11 +319,9 @@ def main(argv: list[str] | None = None) -> int:
         if k != "machine":
             print(f"{k:<{width}}  {v}")
     dest = Path(args.out)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    runs = json.loads(dest.read_text()) if dest.is_file() else {}
-    runs[f"{result['rows']}"] = result
-    dest.write_text(json.dumps(runs, indent=2) + "\n")
-    print(f"written: {dest}")
+    runs = append_run(dest, result)
+    print(f"written: {dest} ({len(runs)} runs stored)")
+    print(runs_table(runs))
     return 0
 
 

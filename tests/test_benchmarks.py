@@ -109,7 +109,32 @@ def test_run_case_study_stage(small_case, tmp_path):
 def test_app_bench_runs_the_real_server(tmp_path):
     out = tmp_path / "app_bench.json"
     mod = bench_script("app_bench")
-    assert mod.main(["--rows", "2000", "--dims", "8", "--answers", "3", "--out", str(out)]) == 0
-    got = json.loads(out.read_text())["2000"]
-    assert got["rows"] == 2000 and got["answers"] == 3 and got["decisions"] >= 3
+    out.write_text(json.dumps({"runs": [{"run_id": "older", "rows": 2000, "answers": 1}]}))
+    assert mod.main(["--rows", "2000", "--dims", "8", "--answers", "3", "--out", str(out), "--label", "ci"]) == 0
+    older, got = json.loads(out.read_text())["runs"]
+    assert older == {"run_id": "older", "rows": 2000, "answers": 1}  # a new run at the same size keeps the old one
+    assert got["rows"] == 2000 and got["answers"] == 3 and got["decisions"] >= 3 and got["label"] == "ci"
     assert got["first_page_s"] > 0 and got["rss_mb"] > 0 and got["answer_next_ms_p95"] >= got["answer_next_ms_median"]
+    assert got["git_commit"] == mod.git_facts()["git_commit"] and got["run_id"].endswith("-2000")
+    assert got["run_id"].startswith(got["timestamp"]) and len(got["load_average"]) == 3
+
+
+def test_app_bench_keeps_every_run(tmp_path):
+    """Runs are appended, never keyed by their row count: the older rows-keyed file is read as runs."""
+    mod = bench_script("app_bench")
+    dest = tmp_path / "app_bench.json"
+    dest.write_text(json.dumps({"4800": {"rows": 4800, "url_s": 3.5}, "416314": {"rows": 416314, "url_s": 0.06}}))
+    runs = mod.read_runs(dest)
+    assert [(r["run_id"], r["rows"], r["url_s"], r["timestamp"]) for r in runs] == [
+        ("rows-4800", 4800, 3.5, None), ("rows-416314", 416314, 0.06, None)]
+    mod.append_run(dest, {"run_id": "t-abc-4800", "rows": 4800, "url_s": 1.0})
+    mod.append_run(dest, {"run_id": "t-abc-4800", "rows": 4800, "url_s": 2.0})
+    stored = json.loads(dest.read_text())["runs"]
+    assert [(r["run_id"], r["url_s"]) for r in stored] == [
+        ("rows-4800", 3.5), ("rows-416314", 0.06), ("t-abc-4800", 1.0), ("t-abc-4800-2", 2.0)]
+    table = mod.runs_table(stored).splitlines()
+    assert len(table) == 5 and table[0].startswith("timestamp") and "416314" in table[2]
+    dest.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="neither"):
+        mod.append_run(dest, {"run_id": "x", "rows": 1})
+    assert dest.read_text() == "[1, 2]"
