@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -99,18 +100,43 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"
                  "--disable-component-update"]
 
 
+def find_chromium(candidates=None) -> str | None:
+    """The first chromium binary of ``candidates`` (default :data:`CHROMIUM`, then ``chromium`` and
+    ``chromium-browser`` on ``PATH``) that is an executable file, or None."""
+    if candidates is None:
+        candidates = [CHROMIUM, shutil.which("chromium"), shutil.which("chromium-browser")]
+    return next((str(c) for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
+def start_chromium(candidates=None):
+    """Playwright and a headless chromium launched from :func:`find_chromium`: ``(playwright, browser)``.
+
+    Skips the test only when no chromium binary exists at all. A chromium that is installed but
+    cannot be driven fails the test (``pytest.fail``, with the reason): playwright not importable
+    (it is a ``[test]`` dependency) or Playwright unable to launch the binary.
+    """
+    path = find_chromium(candidates)
+    if path is None:
+        pytest.skip(f"no chromium binary ({CHROMIUM} or chromium/chromium-browser on PATH): browser tests skipped")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"chromium is installed ({path}) but playwright cannot be imported ({exc}); "
+                    "install the [test] extra (scripts/install.sh test)", pytrace=False)
+    pw = None
+    try:
+        pw = sync_playwright().start()
+        return pw, pw.chromium.launch(executable_path=path, args=CHROMIUM_ARGS, timeout=60_000)
+    except Exception as exc:  # noqa: BLE001 - any start or launch failure is reported with its text
+        if pw is not None:
+            pw.stop()
+        pytest.fail(f"chromium is installed ({path}) but Playwright cannot launch it: {exc}", pytrace=False)
+
+
 @pytest.fixture(scope="module")
 def browser():
-    """Headless Debian chromium driven by Playwright (skips where either is missing)."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} is not installed")
-    pw = sync_api.sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pw.stop()
-        pytest.skip(f"chromium cannot start: {exc}")
+    """Headless chromium driven by Playwright (:func:`start_chromium`: skips only where no chromium exists)."""
+    pw, b = start_chromium()
     yield b
     b.close()
     pw.stop()

@@ -1,9 +1,14 @@
 """Drive the real ``descluster serve`` (uvicorn in a subprocess) in headless Chromium.
 
-Create a task, answer five questions by keyboard (one with an image marked as not
-belonging), undo, split, lasso on the map, download labels.csv and compare it with
-the engine; kill -9 the server, restart it and see the same state. Skipped (with
-the reason) when playwright or /usr/bin/chromium is missing or cannot start.
+Create a task, answer five questions by keyboard (images marked as not belonging
+by cursor keys and ``x``, each answer checked in the engine), undo (the engine back
+at the exact state before the answer), split, colour the map by confidence (the
+drawn pixels checked against the served confidences), lasso a known set of rows on
+the map (named, then opened as a question), download labels.csv and compare it with
+the engine; kill -9 the server, restart it and get the same labels. Two tabs on one
+session: the stale tab's answer is refused (409) and said so. Skipped only where no
+chromium binary exists; a chromium that Playwright cannot launch fails
+(``conftest.start_chromium``).
 """
 
 from __future__ import annotations
@@ -11,16 +16,20 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import json
+import math
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import start_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -69,6 +78,28 @@ class Server:
             time.sleep(0.1)
         raise AssertionError("server did not open its session in 60 s")
 
+    def api(self, path: str, body: dict | None = None, raw: bool = False):
+        """``GET`` (or ``POST`` ``body`` as JSON) ``path`` with the token header: the JSON answer, or bytes."""
+        import urllib.request
+
+        base, token = self.url.split("/?token=")
+        req = urllib.request.Request(base + path, data=None if body is None else json.dumps(body).encode(),
+                                     headers={"x-descluster-token": token, "content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            data = r.read()
+        return data if raw else json.loads(data)
+
+    def wait_fitted(self, task: str, timeout: float = 60) -> dict:
+        """Wait until the task's background refit has caught up with its answers; its progress then."""
+        deadline = time.monotonic() + timeout
+        while True:
+            p = self.api(f"/api/progress?task={task}")
+            if p["fit_version"] is not None and p["fit_version"] == p["version"]:
+                return p
+            if time.monotonic() > deadline:
+                raise AssertionError(f"refit of {task} did not catch up in {timeout} s: {p}")
+            time.sleep(0.1)
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
@@ -83,7 +114,8 @@ def out(small_results, tmp_path):
 
 def _question(page) -> dict:
     return page.evaluate("() => window.__desc.q && {id: window.__desc.q.id, kind: window.__desc.q.kind, "
-                         "rows: window.__desc.q.shown.map(s => s.row), classes: window.__desc.q.classes}")
+                         "n_rows: window.__desc.q.n_rows, rows: window.__desc.q.shown.map(s => s.row), "
+                         "classes: window.__desc.q.classes}")
 
 
 def _wait_new_question(page, old_id: str) -> dict:
@@ -97,6 +129,90 @@ def _wait_new_question(page, old_id: str) -> dict:
 
 def _progress(page) -> str:
     return page.locator("#progress").inner_text()
+
+
+def _decisions(page) -> int:
+    """The ``Decisions: N`` figure of the page's progress block."""
+    m = re.search(r"Decisions: (\d+)\b", _progress(page))
+    assert m, _progress(page)
+    return int(m.group(1))
+
+
+def _engine(out) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(label, source, n_decisions)`` of task ``kind`` as the engine folds the session's log now."""
+    with _session(out) as s:
+        st = s.state("kind")
+        return st.label.copy(), st.source.copy(), st.n_decisions
+
+
+def _cursor_to(page, j: int) -> None:
+    """Move the question grid's cursor to tile ``j`` with the arrow keys."""
+    cur = page.evaluate("() => window.__desc.cursor")
+    for _ in range(abs(j - cur)):
+        page.keyboard.press("ArrowRight" if j > cur else "ArrowLeft")
+    assert page.evaluate("() => window.__desc.cursor") == j
+    assert page.locator(".tile").nth(j).get_attribute("class").split().count("cursor") == 1
+
+
+def _mark(page, j: int, cls: str, classes: list[str]) -> None:
+    """Mark tile ``j`` as not belonging by keyboard (cursor keys, ``x``) and give it class ``cls`` (a digit)."""
+    _cursor_to(page, j)
+    before = page.locator(".tile.marked").count()
+    page.keyboard.press("x")
+    assert page.locator(".tile.marked").count() == before + 1
+    page.keyboard.press(str(classes.index(cls) + 1))
+    assert page.locator(".tile").nth(j).locator("figcaption").inner_text() == "→ " + cls
+
+
+def _js_const(name: str):
+    """A constant array of app.js (``PALETTE``, ``RAMP``), parsed from the source the page runs."""
+    from descluster.app.security import static_file
+
+    text = static_file("app.js")[0].decode()
+    m = re.search(rf"const {name} = (\[.*?\]);", text, re.S)
+    return json.loads(m.group(1).replace("\n", " "))
+
+
+def _expected_rgb(code: int, conf: int, by_conf: bool) -> tuple[int, int, int]:
+    """What app.js's ``draw()`` paints for a row of label code ``code`` (0 = none) and confidence byte ``conf``."""
+    if by_conf:
+        ramp = _js_const("RAMP")
+        x = min(0.9999, max(0.0, conf / 255)) * (len(ramp) - 1)
+        i = math.floor(x)
+        f = x - i
+        return tuple(math.floor(v + f * (ramp[i + 1][k] - v) + 0.5) for k, v in enumerate(ramp[i]))  # Math.round
+    if code == 0:
+        return (190, 190, 190)
+    h = _js_const("PALETTE")[(code - 1) % 16]
+    return tuple(int(h[k:k + 2], 16) for k in (1, 3, 5))
+
+
+def _canvas_px(page) -> np.ndarray:
+    """Canvas pixel position (``toPx``) of every row's dot, shape (n, 2), float64."""
+    return np.asarray(page.evaluate("() => { const m = window.__map, out = []; for (let i = 0; i < m.meta.n; i++)"
+                                    " out.push(m.toPx(m.pts[2 * i], m.pts[2 * i + 1])); return out; }"))
+
+
+def _pixels(page, xy) -> list[tuple[int, int, int]]:
+    return [tuple(v) for v in page.evaluate(
+        "(xy) => { const c = document.getElementById('map').getContext('2d');"
+        " return xy.map(([x, y]) => Array.from(c.getImageData(x, y, 1, 1).data.slice(0, 3))); }",
+        [[int(x), int(y)] for x, y in xy])]
+
+
+def _lasso(page, poly) -> None:
+    """Drag the mouse around ``poly`` (canvas pixel coordinates), closing it at its first vertex."""
+    box = page.locator("#map").bounding_box()
+    W, H = page.evaluate("() => [window.__map.W, window.__map.H]")
+
+    def at(x, y):
+        return box["x"] + x * box["width"] / W, box["y"] + y * box["height"] / H
+
+    page.mouse.move(*at(*poly[0]))
+    page.mouse.down()
+    for x, y in poly[1:] + poly[:1]:
+        page.mouse.move(*at(x, y), steps=4)
+    page.mouse.up()
 
 
 def test_label_in_the_browser(browser, out, small_results, tmp_path):
@@ -118,41 +234,41 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         page.wait_for_function("() => window.__desc && window.__desc.q")
         page.wait_for_selector(".tile img")
         q = _question(page)
-        decisions = 0
-        marked = False
+        decisions, states, marked_any = 0, [], False
         for i in range(5):
             t = [truth[paths[r]] for r in q["rows"]]
             values, counts = np.unique(t, return_counts=True)
             major = str(values[counts.argmax()])
             page.keyboard.press(str(classes.index(major) + 1))
-            odd = [j for j, c in enumerate(t) if c != major]
-            if not marked:  # mark one image as not belonging (a true outsider if any, else the last image)
-                j = odd[0] if odd else len(t) - 1
-                other = t[j] if odd else classes[(classes.index(major) + 1) % 3]
-                for _ in range(j):
-                    page.keyboard.press("ArrowRight")
-                page.keyboard.press("x")
-                assert page.locator(".tile.marked").count() == 1
-                page.keyboard.press(str(classes.index(other) + 1))
-                assert "→ " + other in page.locator(".tile.marked figcaption").inner_text()
-                marked = True
-                decisions += 2
-            else:
-                for j in odd:
-                    page.locator(".tile").nth(j).click()
-                    page.keyboard.press(str(classes.index(t[j]) + 1))
-                decisions += 1 + len(odd)
+            marks = {q["rows"][j]: c for j, c in enumerate(t) if c != major}  # every true outsider
+            if not marked_any and not marks:  # one image marked at least once: the last, as another class
+                marks = {q["rows"][-1]: classes[(classes.index(major) + 1) % 3]}
+            for j, r in enumerate(q["rows"]):
+                if r in marks:
+                    _mark(page, j, marks[r], classes)
+            assert page.locator(".tile.marked").count() == len(marks)
+            marked_any = marked_any or bool(marks)
+            states.append(_engine(out))
             page.keyboard.press("Enter")
+            answered = q
             q = _wait_new_question(page, q["id"])
-            assert f"Decisions: {decisions}" in _progress(page)
-        # undo the fifth answer
+            decisions += 1 + len(marks)
+            assert _decisions(page) == decisions
+            # the engine has the answer: each shown row its mark's class, the others the group's; all "given"
+            label, source, n_dec = _engine(out)
+            want = [classes.index(marks.get(r, major)) for r in answered["rows"]]
+            assert label[answered["rows"]].tolist() == want and (source[answered["rows"]] == 1).all()
+            assert n_dec == decisions
+        assert marked_any
+        # undo the fifth answer: the engine is back at the exact state before it
         page.keyboard.press("u")
         q = _wait_new_question(page, q["id"])
         page.wait_for_function("() => document.getElementById('status').textContent.startsWith('undone')")
-        assert f"Decisions: {decisions - 1}" in _progress(page) or f"Decisions: {decisions}" not in _progress(page)
-        with _session(out) as s:
-            after_undo = s.state("kind").n_decisions
-        assert f"Decisions: {after_undo}" in _progress(page)
+        assert page.locator("#status").inner_text() == "undone: name"
+        label, source, n_dec = _engine(out)
+        label4, source4, n_dec4 = states[-1]
+        assert np.array_equal(label, label4) and np.array_equal(source, source4) and n_dec == n_dec4
+        assert _decisions(page) == n_dec4 == decisions - 1 - len(marks)
         # split the current group: its parts come next
         page.keyboard.press("s")
         q = _wait_new_question(page, q["id"])
@@ -160,9 +276,29 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         with _session(out) as s:
             assert s.decisions("kind")["payload"].str.contains('"action":"split"').any()
 
-        # lasso on the map: the left half of the canvas, named k2
+        # the map, once the refit has caught up (so the served labels do not change under the page)
+        server.wait_fitted("kind")
         page.goto(server.url.split("?")[0] + "map?task=kind")
         page.wait_for_function("() => window.__map && window.__map.ready")
+        n = page.evaluate("() => window.__map.meta.n")
+        lab = np.frombuffer(server.api("/api/map/labels?task=kind", raw=True), np.uint8)
+        codes, conf = lab[:n], lab[n:]
+        # colour by confidence: every dot not covered by a later one is painted the confidence ramp's colour
+        xy = np.floor(_canvas_px(page)).astype(int)
+        clean = [i for i in range(n) if not any(
+            xy[j, 0] <= xy[i, 0] < xy[j, 0] + 3 and xy[j, 1] <= xy[i, 1] < xy[j, 1] + 3 for j in range(i + 1, n))]
+        assert len(clean) > n // 2
+        by_label = [_expected_rgb(codes[i], conf[i], False) for i in clean]
+        by_conf = [_expected_rgb(codes[i], conf[i], True) for i in clean]
+        assert by_label != by_conf and len(set(conf[clean])) > 1
+        assert _pixels(page, xy[clean]) == by_label
+        assert "no label yet" in page.inner_text("#legend")
+        page.select_option("#colour-by", "confidence")
+        assert _pixels(page, xy[clean]) == by_conf
+        assert page.inner_text("#legend").startswith("low confidence")
+        page.select_option("#colour-by", "label")
+        assert _pixels(page, xy[clean]) == by_label
+
         box = page.locator("#map").bounding_box()
         # hover over image 7's dot: its thumbnail shows (a point drawn elsewhere may be nearer: any row is
         # fine as long as the tip shows the row the page found under the cursor)
@@ -178,20 +314,46 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         assert f"image {row:,}" in page.inner_text("#map-tip")
         page.mouse.move(box["x"] - 5, box["y"] - 5)
         page.wait_for_function("() => document.getElementById('map-tip').hidden")
-        pts = [(0.02, 0.02), (0.5, 0.02), (0.5, 0.98), (0.02, 0.98)]
-        page.mouse.move(box["x"] + pts[0][0] * box["width"], box["y"] + pts[0][1] * box["height"])
-        page.mouse.down()
-        for fx, fy in pts[1:] + pts[:1]:
-            page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"], steps=4)
-        page.mouse.up()
-        n_lasso = page.evaluate("() => window.__map.lasso.n")
-        assert n_lasso > 0
+
+        # lasso: a rectangle from the canvas's left edge to the middle of the widest gap between dots
+        # (so no dot lies near its border): exactly the dots left of that gap
+        px = _canvas_px(page)
+        W, H = page.evaluate("() => [window.__map.W, window.__map.H]")
+        xs = np.sort(px[:, 0])
+        gaps = np.diff(xs)[10:-10]  # at least 10 dots on each side
+        g = int(gaps.argmax()) + 10
+        assert gaps.max() > 8, f"no clear gap between the map's dots (widest {gaps.max():.1f} px)"
+        split_x = (xs[g] + xs[g + 1]) / 2
+        expected = np.flatnonzero(px[:, 0] < split_x)
+        assert px[:, 1].min() > 3 and px[:, 1].max() < H - 3 and px[:, 0].min() > 3
+        rect = [(3, 3), (split_x, 3), (split_x, H - 3), (3, H - 3)]
+        label_before, source_before, _ = _engine(out)
+        _lasso(page, rect)
+        assert page.evaluate("() => window.__map.lasso.n") == expected.size
+        assert page.inner_text("#lasso-line") == f"{expected.size:,} images in the lasso"
         page.select_option("#lasso-label", "k2")
         page.click("#btn-lasso-label")
         page.wait_for_function("() => document.getElementById('status').textContent.includes('named k2')")
+        assert page.inner_text("#status") == f"{expected.size:,} images named k2"
+        label, source, _ = _engine(out)
+        outside = np.setdiff1d(np.arange(n), expected)
+        assert (label[expected] == classes.index("k2")).all() and (source[expected] > 0).all()
+        assert np.array_equal(label[outside], label_before[outside])
+        assert np.array_equal(source[outside], source_before[outside])
+        # the same lasso opened as a question: that question holds exactly those rows
+        _lasso(page, rect)
+        assert page.evaluate("() => window.__map.lasso.n") == expected.size
+        page.click("#btn-lasso-ask")
+        page.wait_for_url("**/question?task=kind")
+        page.wait_for_function("() => window.__desc && window.__desc.q")
+        lq = _question(page)
+        assert lq["kind"] == "custom" and lq["n_rows"] == expected.size
+        assert set(lq["rows"]) <= set(expected.tolist()) and len(lq["rows"]) == min(64, expected.size)
+        assert page.locator(".tile").count() == len(lq["rows"])
+        assert page.locator("#proposal .kind").inner_text().startswith(f"custom question · {expected.size:,} images")
         with _session(out) as s:
-            st = s.state("kind")
-            assert (st.label == classes.index("k2")).sum() >= n_lasso
+            status, engine_q = s.question(lq["id"])
+        assert status == "open" and engine_q.rows == expected.tolist()
 
         # export labels.csv: the rows the engine computes
         page.goto(server.url.split("?")[0] + "export?task=kind")
@@ -205,24 +367,104 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         assert got["kind"].tolist() == engine["label"].tolist()
         assert got["kind_source"].tolist() == engine["source"].tolist()
 
-        # kill -9 and restart: same decisions, same open question
+        # kill -9 and restart: same decisions, same open question, same labels
         page.goto(server.url.split("?")[0] + "question?task=kind")
         page.wait_for_function("() => window.__desc && window.__desc.q")
         open_id = _question(page)["id"]
+        label_before, source_before, _ = _engine(out)
         server.kill()
         server = Server(out)
         page.goto(server.url)
         page.goto(server.url.split("?")[0] + "question?task=kind")
         page.wait_for_function("() => window.__desc && window.__desc.q")
         assert _question(page)["id"] == open_id
-        assert f"Decisions: {n_dec}" in _progress(page)
+        assert _decisions(page) == n_dec
         assert page.locator("table.tasks").count() == 0  # question view, not the list
+        codes = np.frombuffer(server.api("/api/map/labels?task=kind", raw=True), np.uint8)[:n]
+        answered = label_before >= 0
+        assert np.array_equal(codes[answered], label_before[answered] + 1)  # the restarted server's labels
+        page.goto(server.url.split("?")[0] + "export?task=kind")
+        with page.expect_download() as dl:
+            page.click("#dl-csv")
+        again = pd.read_csv(dl.value.path(), keep_default_na=False)
+        pd.testing.assert_frame_equal(again[["path", "kind", "kind_source"]], got[["path", "kind", "kind_source"]])
+        label, source, _ = _engine(out)
+        assert np.array_equal(label, label_before) and np.array_equal(source, source_before)
         page.goto(server.url.split("?")[0])
         assert "kind" in page.locator("table.tasks").inner_text()
         assert not errors, errors
     finally:
         context.close()
         server.kill()
+
+
+def test_two_tabs_stale_answer_refused(browser, out):
+    """Tab B answering the question tab A has answered is refused (409), told so, and shown the current one."""
+    server = Server(out)
+    server.api("/api/tasks", {"name": "kind", "classes": ["k0", "k1"]})
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    a, b = context.new_page(), context.new_page()
+    errors, answers_b = [], []
+    for p in (a, b):
+        p.on("pageerror", lambda e: errors.append(str(e)))
+    b.on("response", lambda r: answers_b.append(r.status) if "/api/answer" in r.url else None)
+    try:
+        a.goto(server.url)  # sets the token cookie for the context (both tabs)
+        for p in (a, b):
+            p.goto(server.url.split("?")[0] + "question?task=kind")
+            p.wait_for_function("() => window.__desc && window.__desc.q")
+        q = _question(a)
+        assert _question(b)["id"] == q["id"]
+        a.bring_to_front()
+        a.keyboard.press("1")
+        a.keyboard.press("Enter")
+        qa = _wait_new_question(a, q["id"])
+        assert _decisions(a) == 1
+        b.bring_to_front()
+        b.keyboard.press("2")  # another class, on the question tab A has answered
+        b.keyboard.press("Enter")
+        qb = _wait_new_question(b, q["id"])
+        assert answers_b == [409]
+        status = b.locator("#status")
+        assert f"question {q['id']} is answered already" in status.inner_text()
+        assert status.get_attribute("class") == "bad"
+        assert qb["id"] == qa["id"] and _decisions(b) == 1  # the current question, nothing counted
+        label, source, n_dec = _engine(out)
+        assert n_dec == 1 and label[q["rows"]].tolist() == [0] * len(q["rows"])  # A's answer, not B's
+        assert (label == 1).sum() == 0
+        for p in (a, b):
+            p.reload()
+            p.wait_for_function("() => window.__desc && window.__desc.q")
+        assert _question(a) == _question(b) and _question(a)["id"] == qa["id"]
+        assert _progress(a) == _progress(b) and _decisions(a) == 1
+        assert not errors, errors
+    finally:
+        context.close()
+        server.kill()
+
+
+def test_installed_chromium_that_cannot_start_fails(tmp_path):
+    """A chromium binary Playwright cannot launch fails the test with the reason; no binary at all skips."""
+    pytest.importorskip("playwright.sync_api")
+    fake = tmp_path / "chromium"
+    fake.write_text("#!/bin/sh\necho 'cannot start' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    got = []
+
+    def attempt(candidates):  # in a thread: a module's browser may hold this thread's Playwright loop
+        try:
+            start_chromium(candidates)
+        except BaseException as exc:  # noqa: BLE001 - the outcome is what is checked
+            got.append(exc)
+
+    for candidates in ([str(fake)], [str(tmp_path / "none")]):
+        th = threading.Thread(target=attempt, args=(candidates,))
+        th.start()
+        th.join(120)
+    failed, skipped = got
+    assert isinstance(failed, pytest.fail.Exception)
+    assert f"chromium is installed ({fake}) but Playwright cannot launch it" in str(failed)
+    assert isinstance(skipped, pytest.skip.Exception) and "no chromium binary" in str(skipped)
 
 
 def _session(out):
