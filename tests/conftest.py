@@ -50,11 +50,13 @@ def demo_slice_case(tmp_path_factory) -> Path:
     return case
 
 
-def make_small_results(root: Path, n_per_kind: int = 100, kinds: int = 3) -> tuple[Path, pd.DataFrame]:
+def make_small_results(root: Path, n_per_kind: int = 100, kinds: int = 3, descriptors=None) -> tuple[Path, pd.DataFrame]:
     """A real results folder (``run_study`` with PCA map, no report) on a synthetic case of coloured PNGs.
 
-    ``kinds`` well-separated groups of ``n_per_kind`` images each; returns ``(OUT, truth)``
-    with truth columns ``path`` and ``kind`` (``k0``, ``k1``, ...).
+    ``kinds`` well-separated groups of ``n_per_kind`` images each (rows in kind order: kind ``c`` is
+    rows ``c * n_per_kind`` to ``(c + 1) * n_per_kind - 1``); ``descriptors`` (array of shape
+    (kinds * n_per_kind, d)) replaces the default random 8-d ones. Returns ``(OUT, truth)`` with
+    truth columns ``path`` and ``kind`` (``k0``, ``k1``, ...).
     """
     import numpy as np
     from PIL import Image
@@ -69,6 +71,9 @@ def make_small_results(root: Path, n_per_kind: int = 100, kinds: int = 3) -> tup
     kind = np.repeat(np.arange(kinds), n_per_kind)
     centres = rng.normal(size=(kinds, 8)) * 6
     A = (centres[kind] + rng.normal(size=(kind.size, 8))).astype(np.float32)
+    if descriptors is not None:
+        A = np.asarray(descriptors, dtype=np.float32)
+        assert A.shape[0] == kind.size, (A.shape, kind.size)
     np.save(case / "descriptors" / "a.npy", A)
     paths = [f"k{k}/img{i:03d}.png" for i, k in enumerate(kind)]
     images = case / "images"

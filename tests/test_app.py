@@ -353,3 +353,131 @@ def test_drill_down_of_a_large_cluster_on_a_sample_partitions_it(out, monkeypatc
     subs = app.labelling.subclusters(top["cluster"])
     assert len(subs) >= 2 and all(g["size"] > 0 for g in subs)
     assert np.array_equal(np.sort(np.concatenate([g["members"] for g in subs])), np.sort(top["members"]))
+
+
+def _designed_descriptors(n_per_kind: int = 100) -> np.ndarray:
+    """2-D descriptors of three far-apart kinds (centres 1,000 apart) whose rows' distances to their kind's
+    mean are known: in each kind (local rows j), rows 0-7 lie within 0.04 of the mean (pairs 2m, 2m+1 at
+    0.01 (m + 1)), rows 8-15 farthest (pairs 8 + 2m, 9 + 2m at 20 + m), every other row at 5; each pair is
+    symmetric about the centre, so the mean is the centre."""
+    off = np.zeros((n_per_kind, 2))
+    for m in range(4):
+        off[2 * m], off[2 * m + 1] = [(m + 1) * 0.01, 0], [-(m + 1) * 0.01, 0]
+        off[8 + 2 * m], off[9 + 2 * m] = [0, 20 + m], [0, -(20 + m)]
+    rest = (n_per_kind - 16) // 2
+    for p in range(rest):
+        t = np.pi * p / rest
+        off[16 + 2 * p], off[17 + 2 * p] = [5 * np.cos(t), 5 * np.sin(t)], [-5 * np.cos(t), -5 * np.sin(t)]
+    return np.concatenate([c + off for c in ([0.0, 0.0], [1000.0, 0.0], [500.0, 866.0])])
+
+
+@pytest.fixture(scope="module")
+def known_results(tmp_path_factory):
+    """A results folder on :func:`_designed_descriptors` (the study finds the three kinds as its clusters)."""
+    from conftest import make_small_results
+
+    return make_small_results(tmp_path_factory.mktemp("known_results"), descriptors=_designed_descriptors())[0]
+
+
+@pytest.fixture
+def known_out(known_results, tmp_path):
+    dest = tmp_path / "out"
+    shutil.copytree(known_results, dest, symlinks=True)
+    return dest
+
+
+def _pairs(rows) -> list[set]:
+    return [set(rows[i:i + 2]) for i in range(0, len(rows), 2)]
+
+
+def _strip_rows(section: str, title: str) -> list[int]:
+    import re
+
+    strip = re.search(rf'<span class="strip-title">{title}</span>(.*?)</div>', section, re.S).group(1)
+    return [int(r) for r in re.findall(r'src="/thumb/(\d+)"', strip)]
+
+
+def test_cluster_view_known_answer(known_out):
+    """Sizes, the rows nearest the centre and at the edge, and purity after labels, on clusters built to be known."""
+    import re
+
+    app, c = client(known_out)
+    S = app.labelling.session
+    S.add_task("kind", ["x", "y"])
+    clusters = app.labelling.clusters()
+    assert [g["size"] for g in clusters] == [100, 100, 100]
+    assert [g["cluster"] for g in clusters] == ["0", "1", "2"]  # equal sizes: by cluster id
+    kind_of = {}  # cluster id -> kind (rows 100 k .. 100 k + 99)
+    for g in clusters:
+        k = int(g["members"][0]) // 100
+        assert sorted(g["members"].tolist()) == list(range(100 * k, 100 * k + 100))
+        kind_of[g["cluster"]] = k
+        base = 100 * k
+        assert _pairs(g["centre"]) == [{base + 2 * m, base + 2 * m + 1} for m in range(4)]
+        assert _pairs(g["edge"]) == [{base + 15 - 2 * m, base + 14 - 2 * m} for m in range(4)]
+    assert sorted(kind_of.values()) == [0, 1, 2]
+
+    def sections():
+        page = c.get("/clusters?task=kind")
+        assert page.status_code == 200
+        return {m.group(1): m.group(0) for m in re.finditer(r'<section class="cluster card">\s*<h2>Cluster (\d+) .*?</section>',
+                                                            page.text, re.S)}
+
+    before = sections()
+    assert sorted(before) == ["0", "1", "2"]
+    for cid, html in before.items():
+        g = next(g for g in clusters if g["cluster"] == cid)
+        assert '<span class="muted">100 images</span>' in html and "look inside" in html
+        assert _strip_rows(html, "nearest the centre") == g["centre"] and _strip_rows(html, "at the edge") == g["edge"]
+        assert "no label reached it yet" in html
+    # kind 0: rows 0-9 shown (0 and 1 marked y), 10-89 named x with them; rows 90-99 named y -> 88 x, 12 y
+    q = S.ask_group("kind", range(0, 90), shown=range(10))
+    S.answer(q.id, label="x", marks={0: "y", 1: "y"})
+    q = S.ask_group("kind", range(90, 100), shown=range(90, 100))
+    S.answer(q.id, label="y")
+    # kind 1: every row named y
+    q = S.ask_group("kind", range(100, 200), shown=range(100, 164))
+    S.answer(q.id, label="y")
+    after = sections()
+    cid0 = next(cid for cid, k in kind_of.items() if k == 0)
+    cid1 = next(cid for cid, k in kind_of.items() if k == 1)
+    assert "Purity 88 % <b>x</b> <span class=\"muted\">(of 100 with a label)</span>" in after[cid0]
+    assert "Purity 100 % <b>y</b> <span class=\"muted\">(of 100 with a label)</span>" in after[cid1]
+    # kind 2 got no answer: its figure is the share of its propagated labels, as the engine's labels say
+    cid2 = next(cid for cid, k in kind_of.items() if k == 2)
+    final = S.labels("kind")["label"].to_numpy()[200:300]
+    final = final[final != ""]
+    if final.size:
+        values, counts = np.unique(final, return_counts=True)
+        share = f"Purity {100 * counts.max() / final.size:.0f} % <b>{values[counts.argmax()]}</b>"
+        assert share in after[cid2] and f"(of {final.size} with a label)" in after[cid2]
+    else:
+        assert "no label reached it yet" in after[cid2]
+
+
+def test_map_label_bytes_decode_to_the_engine_labels(known_out):
+    """``/api/map/labels``: n label codes (class index + 1, 0 = none) then n confidence bytes (round(255 c))."""
+    import json
+
+    app, c = client(known_out)
+    S = app.labelling.session
+    S.add_task("kind", ["x", "y"])
+    n = app.labelling.data.n_samples
+    r = c.get("/api/map/labels?task=kind")
+    assert json.loads(r.headers["x-classes"]) == ["x", "y"] and r.content == bytes(2 * n)  # nothing yet
+    q = S.ask_group("kind", range(0, 90), shown=range(10))
+    S.answer(q.id, label="x", marks={0: "y", 1: "y"})
+    q = S.ask_group("kind", range(90, 100), shown=range(90, 100))
+    S.answer(q.id, label="y")
+    r = c.get("/api/map/labels?task=kind")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+    raw = np.frombuffer(r.content, np.uint8)
+    assert raw.size == 2 * n
+    codes, conf = raw[:n], raw[n:]
+    engine = S.labels("kind")
+    names = {"": 0, "x": 1, "y": 2}
+    assert codes.tolist() == [names[v] for v in engine["label"]]
+    assert conf.tolist() == np.round(engine["confidence"].to_numpy() * 255).astype(int).tolist()
+    # known answers: shown and answered rows 255; the group's unshown rows its shown share 8/10 -> 204
+    assert codes[:2].tolist() == [2, 2] and (codes[2:90] == 1).all() and (codes[90:100] == 2).all()
+    assert (conf[:10] == 255).all() and (conf[10:90] == 204).all() and (conf[90:100] == 255).all()
