@@ -38,10 +38,15 @@ class Engine:
     parallel_sweeps : bool
         Whether the pipeline may run independent sweeps in local worker processes (joblib);
         False where the engine parallelises inside each sweep.
+    writes_blocks : bool
+        Whether :meth:`reduce_descriptor` takes ``store=`` (a ``.npy`` path its workers write the reduced
+        rows to, returned as a read-only memory map): the pipeline then keeps each space in its cache
+        folder instead of gathering it (:func:`descluster.pipeline.reduce_stage`).
     """
 
     name = "base"
     parallel_sweeps = True
+    writes_blocks = False
 
     def cache_tag(self) -> dict[str, Any]:
         """Extra cache-key material of results this engine computes (empty for the local engine, whose

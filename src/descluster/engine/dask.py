@@ -245,6 +245,7 @@ class DaskEngine(Engine):
 
     name = "dask"
     parallel_sweeps = False
+    writes_blocks = True
 
     def __init__(self, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
                  processes: bool = True, memory_limit: str | int = "auto", block_rows: int | None = None,
@@ -378,8 +379,12 @@ class DaskEngine(Engine):
         Parameters
         ----------
         store : path, optional
-            Write the reduced space to this Zarr store by the workers and return it as a Zarr array
-            (the client never holds it); default: the reduced rows are gathered into an ndarray.
+            Where the workers write the reduced space, so that the client never holds it: a path ending in
+            ``.npy`` is a ``.npy`` file (each task writes its block's rows at their byte offset, written under
+            a temporary name and renamed when every block is in, :func:`descluster.io.atomic.atomic_path`) and
+            comes back as a read-only :class:`numpy.memmap` (what ``descluster run`` keeps in its cache); any
+            other path is a Zarr store, returned as a Zarr array. The path must be one the workers can write
+            (a LocalCluster's always is). Default: the reduced rows are gathered into an ndarray.
 
         Raises
         ------
@@ -410,7 +415,9 @@ class DaskEngine(Engine):
         p = pca.n_components_
         Z = Xd.map_blocks(lambda C: pca.transform_chunk(scaler.transform_chunk(np.asarray(C, dtype=np.float32))),
                           dtype=np.float32, chunks=(Xd.chunks[0], (p,)))
-        if store is not None:
+        if store is not None and str(store).endswith(".npy"):
+            out = self._write_npy(Z, store)
+        elif store is not None:
             import zarr
 
             self._compute(Z.to_zarr(str(store), overwrite=True, compute=False))
@@ -420,6 +427,21 @@ class DaskEngine(Engine):
         return ReducedSpace(id=SpaceId.single(descriptor, preprocessing, ""), X=out,
                             explained_variance_ratio=pca.explained_variance_ratio_, n_components=p,
                             variance_target=float(variance_target), transform=reduction)
+
+    def _write_npy(self, Z: da.Array, path) -> np.memmap:
+        """Write the row-blocked ``Z`` (n, p) float32 into the ``.npy`` file ``path`` by the workers (one
+        :func:`_write_rows` task per block), atomically; return it opened read-only."""
+        from ..io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            head = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=Z.shape)
+            offset = int(head.offset)
+            del head  # header written and the file sized; the rows are filled in by the workers
+            parts = [dask.delayed(_write_rows, pure=False)(b, s, str(tmp), offset, Z.shape[1]) for b, s in _blocks(Z)]
+            written = sum(self._compute(*parts))
+            if written != Z.shape[0]:  # pragma: no cover - a block lost between the tasks and here
+                raise DesclusterError(f"{path}: the workers wrote {written} of {Z.shape[0]} rows")
+        return np.load(path, mmap_mode="r")
 
     # -- sweep -----------------------------------------------------------------------
     def sweep(self, X, adapter, ks, random_state, stability_rows, silhouette_sample, progress=None):
@@ -443,6 +465,20 @@ class DaskEngine(Engine):
     def neighbour_index(self, index):
         """See :meth:`Engine.neighbour_index`: a :class:`DaskIndex` around the configured one."""
         return DaskIndex(base=index, scheduler=self.client.scheduler.address, block_rows=self.block_rows)
+
+
+def _write_rows(C: np.ndarray, start: int, path: str, offset: int, p: int) -> int:
+    """Write the float32 block ``C`` (m, p), rows ``start``.. of a C-order ``.npy`` file whose data begins at
+    byte ``offset``, with a plain positioned write (no memory map: byte ranges of other blocks on the same
+    page are left alone, also on a network file system); return m. A rerun after a lost worker writes the
+    same bytes again."""
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    if C.ndim != 2 or C.shape[1] != p:
+        raise ValueError(f"block of shape {C.shape} for a file of {p} columns")
+    with open(path, "r+b") as fh:
+        fh.seek(offset + start * p * 4)
+        fh.write(C.tobytes())
+    return int(C.shape[0])
 
 
 def _standard_scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
