@@ -30,7 +30,8 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   (the rows the local adapter draws, so the same model), and the extension to all rows (its predictor;
   HDBSCAN's fitted rows keep their own labels) runs per block on the workers, which accumulate the
   per-cluster counts, sums and spreads the metrics need; silhouette and stability as for k-means.
-  Mini-batch k-means, and inputs no larger than the sample, run the local sweep on the client.
+  Mini-batch k-means, and inputs no larger than the sample, run the local sweep on the client (said in the
+  log: a warning for mini-batch k-means, whose random mini-batches over all rows are no map over blocks).
 * **neighbour search** (:class:`DaskIndex`): the configured index (exact, faiss flat or IVF) is built on
   the client, broadcast to every worker, and the queries are searched per block there.
 
@@ -456,10 +457,26 @@ class DaskEngine(Engine):
             return _SampleSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
         if name != "kmeans" or n <= adapter.init_sample:
             # mini-batch k-means, and inputs small enough to fit whole: the local sweep on the client
+            self._note_client_sweep(name, n, adapter)
             X = self._compute(self.array(X))[0] if isinstance(X, str) else np.asarray(X)
             return sweep(X, adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
                          silhouette_sample=silhouette_sample, progress=progress)
         return _KMeansSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
+
+    @staticmethod
+    def _note_client_sweep(name: str | None, n: int, adapter) -> None:
+        """Say in the log that a sweep runs on the client, and why: a warning where the rows could be many
+        (mini-batch k-means, an adapter this engine does not distribute), an info line for an input small
+        enough to be fitted whole anyway."""
+        if name == "minibatch_kmeans":
+            log.warning("sweep minibatch_kmeans on %s rows runs on the client, not on the Dask workers: its "
+                        "mini-batches are drawn from all rows in one random sequence, which is not a map over "
+                        "blocks (the client reads every row; use kmeans for a distributed sweep)", f"{n:,}")
+        elif name == "kmeans" or name in SAMPLE_FITTED:
+            log.info("sweep %s on %s rows runs on the client: no more rows than its fitting sample", name, f"{n:,}")
+        else:
+            log.warning("sweep %s on %s rows runs on the client, not on the Dask workers: the Dask engine does "
+                        "not distribute this algorithm", name or type(adapter).__name__, f"{n:,}")
 
     # -- neighbours ------------------------------------------------------------------
     def neighbour_index(self, index):
