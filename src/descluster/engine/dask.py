@@ -880,12 +880,12 @@ class DaskIndex(NeighbourIndex):
         self.random_state = random_state
 
     def _client(self):
-        from distributed import Client, default_client
+        """The current client if it talks to ``scheduler`` (any, when None), else a client of ``scheduler``
+        (``distributed.get_client``): with several clients in one process, the search runs on the engine's
+        cluster, not on whichever client was made last."""
+        from distributed import get_client
 
-        try:
-            return default_client()
-        except ValueError:
-            return Client(self.scheduler)
+        return get_client(self.scheduler)
 
     def _search_all(self, Q: np.ndarray, k: int) -> np.ndarray:
         client = self._client()
