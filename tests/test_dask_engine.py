@@ -427,3 +427,25 @@ def test_minibatch_sweep_on_the_client_is_said(engine, caplog):
                for r in caplog.records)
     local = sweep(X, adapter, ks=[4, 6], random_state=0, stability_rows=None, silhouette_sample=500)
     np.testing.assert_allclose(res.table["inertia"].to_numpy(), local.table["inertia"].to_numpy(), rtol=1e-12)
+
+
+def test_tsne_places_the_other_rows_per_block_on_the_workers(proc_cluster, tmp_path):
+    """Above max_points, the rows t-SNE did not embed are placed on the process workers, block by block, read
+    from the space's file: the map the local engine draws."""
+    from descluster.embed import TSNEEmbedding
+
+    X, y = _blobs(n=1500)
+    np.save(tmp_path / "space.npy", X)
+    space = np.load(tmp_path / "space.npy", mmap_mode="r")
+
+    def tsne():
+        return TSNEEmbedding(max_points=400, n_iter=60, early_exaggeration_iter=30, random_state=0, n_jobs=1)
+
+    local = tsne()
+    Y_local = local.fit_transform(space, y)
+    with DaskEngine(scheduler=proc_cluster.scheduler_address, block_rows=500) as eng, use_engine(eng):
+        dask = tsne()
+        Y_dask = dask.fit_transform(space, y)
+    assert "per block on the dask workers" in dask.description_ and "dask" not in local.description_
+    np.testing.assert_array_equal(dask.sample_, local.sample_)
+    np.testing.assert_allclose(Y_dask, Y_local, rtol=0, atol=1e-5 * float(np.abs(Y_local).max()))

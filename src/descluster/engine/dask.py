@@ -478,10 +478,35 @@ class DaskEngine(Engine):
             log.warning("sweep %s on %s rows runs on the client, not on the Dask workers: the Dask engine does "
                         "not distribute this algorithm", name or type(adapter).__name__, f"{n:,}")
 
+    # -- rows ------------------------------------------------------------------------
+    def map_rows(self, fn, X, rows, chunk_rows=50_000):
+        """See :meth:`Engine.map_rows`: ``fn`` broadcast to every worker, one task per (block, at most
+        ``chunk_rows`` of its selected rows), each reading its block where ``X`` lives; only the (r, c)
+        results come back to the client."""
+        from ..rows import row_chunks
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            raise ParameterError("map_rows: no rows given")
+        Xd = self.array(X)
+        remote = self.client.scatter(fn, broadcast=True, hash=False)
+        parts = []
+        for (block, start), m in zip(_blocks(Xd), Xd.chunks[0]):
+            lo, hi = np.searchsorted(rows, [start, start + m])
+            local = rows[lo:hi] - start
+            parts.extend(dask.delayed(_map_block_rows, pure=True)(block, local[sl], remote)
+                         for sl in row_chunks(local.size, chunk_rows))
+        return np.concatenate(self._compute(*parts), axis=0).astype(np.float32, copy=False)
+
     # -- neighbours ------------------------------------------------------------------
     def neighbour_index(self, index):
         """See :meth:`Engine.neighbour_index`: a :class:`DaskIndex` around the configured one."""
         return DaskIndex(base=index, scheduler=self.client.scheduler.address, block_rows=self.block_rows)
+
+
+def _map_block_rows(C: np.ndarray, local: np.ndarray, fn) -> np.ndarray:
+    """``fn`` of the rows ``local`` (indices within the block) of the block ``C``: (len(local), c) float32."""
+    return np.asarray(fn(np.ascontiguousarray(np.asarray(C)[local], dtype=np.float32)), dtype=np.float32)
 
 
 def _write_rows(C: np.ndarray, start: int, path: str, offset: int, p: int) -> int:
