@@ -333,9 +333,10 @@ def test_cli_uses_the_given_scheduler(proc_cluster, npy_case, tmp_path):
             return dask_scheduler.transition_counter
 
         before = watcher.run_on_scheduler(transitions)
-        code = main(["run", str(case_dir), "--out", str(tmp_path / "out"), "--scheduler", address,
-                     "--config", str(tmp_path / "run.toml"), "--k-min", "2", "--k-max", "6", "--algorithms", "kmeans",
-                     "--preprocessing", "standard", "--embedding", "pca", "--no-mixtures", "--no-pixel-checks"])
+        argv = ["run", str(case_dir), "--out", str(tmp_path / "out"), "--scheduler", address,
+                "--config", str(tmp_path / "run.toml"), "--k-min", "2", "--k-max", "6", "--algorithms", "kmeans",
+                "--preprocessing", "standard", "--embedding", "pca", "--no-mixtures", "--no-pixel-checks"]
+        code = main(argv)
         ran = watcher.run_on_scheduler(transitions) - before
     assert code == 0
     assert ran > 200  # the study's tasks went through this scheduler
@@ -347,6 +348,7 @@ def test_cli_uses_the_given_scheduler(proc_cluster, npy_case, tmp_path):
         assert "faiss IndexFlatL2" in rule and "searched per block on 2 Dask workers" in rule, rule
     _same_study(local, manifest["recommended"], pd.read_csv(out / "comparison.csv"), pd.read_csv(out / "clusters.csv"),
                 pd.read_csv(out / "outliers.csv"))
+    clusters = (out / "clusters.csv").read_bytes()
     # the reduced spaces were written by the workers, not gathered: one .npy per space, the local projection
     blocks = sorted((out / ".cache" / "blocks").glob("reduce-*.npy"))
     assert len(blocks) == 2
@@ -357,6 +359,13 @@ def test_cli_uses_the_given_scheduler(proc_cluster, npy_case, tmp_path):
         sp = spaces[Z.shape[1]]
         assert Z.shape == sp.X.shape and Z.dtype == np.float32
         np.testing.assert_allclose(np.abs(Z), np.abs(sp.X), rtol=0, atol=1e-3 * float(np.abs(sp.X).max()))
+    # a rerun resumes from the cache; a space whose file was removed is reduced again, to the same rows
+    kept = np.array(np.load(blocks[0]))
+    blocks[0].unlink()
+    assert main(argv) == 0
+    np.testing.assert_array_equal(np.load(blocks[0]), kept)
+    assert (out / "clusters.csv").read_bytes() == clusters
+    assert json.loads((out / "manifest.json").read_text())["cache"]["computed"] == 1
 
 
 def test_study_api_with_the_dask_engine(npy_case):

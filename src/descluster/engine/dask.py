@@ -12,7 +12,9 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   The scalers are finished from those statistics (the ``standard`` scaler's variance is ``diag(S) / n``,
   as scikit-learn's ``StandardScaler``; ``robust`` reads its fixed-seed sample of rows; ``l2`` gets the
   scatter of its own scaled blocks), and the PCA is the local :class:`~descluster.preprocess.ChunkedPCA`
-  fitted from the merged moments; the projection runs per block.
+  fitted from the merged moments; the projection runs per block, and (``descluster run``: ``store=`` a
+  ``.npy`` in the results folder's cache) the workers write the projected blocks into that file, which the
+  later stages read as a memory map.
 * **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's ``init``: best of ``n_init``
   k-means++ runs on the same fixed-seed ``init_sample`` rows (Arthur & Vassilvitskii 2007), or k-means||
   over all rows (Bahmani et al. 2012; :mod:`descluster.cluster.seeding`: each of its passes a map over the
@@ -34,6 +36,8 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   log: a warning for mini-batch k-means, whose random mini-batches over all rows are no map over blocks).
 * **neighbour search** (:class:`DaskIndex`): the configured index (exact, faiss flat or IVF) is built on
   the client, broadcast to every worker, and the queries are searched per block there.
+* **rows placed in a fitted model** (:meth:`DaskEngine.map_rows`; the t-SNE map's rows outside its sample):
+  the function is broadcast and applied per block on the workers.
 
 A worker lost mid-computation does not fail the run: the scheduler reruns its tasks on the others
 (the blocks are re-read from the case, or re-sent from the graph).
