@@ -86,7 +86,7 @@ def test_same_outlier_ranks(studies):
     assert list(lo["path"]) == list(do["path"])
     scores = [c for c in lo.columns if c.startswith(("knn_", "lof_")) and lo[c].dtype.kind == "f"]
     assert scores, list(lo.columns)
-    for col in scores:
+    for col in scores + ["score", "rank"]:  # each detector's scores, and the consensus ranking made of them
         assert spearmanr(lo[col], do[col], nan_policy="omit").statistic >= 0.99, col
     assert "Dask workers" in dask.outlier_rules["neighbours:a"]
     assert dask.meta["engine"].startswith("Dask scheduler")
@@ -265,3 +265,196 @@ def test_sample_fitted_algorithms_extend_per_block(engine, name):
         np.testing.assert_array_equal(dask.labels_for(int(k)), local.labels_for(int(k)))
         if name == "hdbscan":
             np.testing.assert_allclose(dask.centroids[k], local.centroids[k], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- process workers (issue 18)
+# A LocalCluster of 2 process workers started here: the CLI with --scheduler, the Python API's
+# Study(engine="dask") and a worker killed mid-sweep, each against the local engine.
+
+PROC_FIELDS = dict(k_min=2, k_max=6, algorithms=["kmeans"], preprocessings=["standard"], embedding="pca",
+                   mixtures=False, outliers={"detectors": ["knn", "lof"], "neighbour_index": "flat"},
+                   cluster={"params": {"kmeans": {"init_sample": 600}}})
+
+
+@pytest.fixture(scope="module")
+def proc_cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address="127.0.0.1:0") as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def npy_case(tmp_path_factory):
+    """A 5,000-row case folder of two kinds (two default-size blocks each) and the local engine's study of it."""
+    from descluster.case import load_case
+
+    root = tmp_path_factory.mktemp("proc") / "case"
+    X, _ = _planted(n=5000, kinds=(("a", 24), ("b", 12)))
+    (root / "descriptors").mkdir(parents=True)
+    for name, values in X.items():
+        np.save(root / "descriptors" / f"{name}.npy", values)
+    (root / "images_paths.csv").write_text("paths\n" + "".join(f"cam/{i:05d}.jpg\n" for i in range(5000)))
+    local = fit_study(load_case(root), RunConfig.from_dict({}, **PROC_FIELDS), progress=False)
+    return root, local
+
+
+def _same_study(local, recommended, comparison, clusters, outliers):
+    """A Dask-engine study's outputs against the local engine's: same choice, k, partition and outlier ranking."""
+    assert recommended == local.recommended
+    for row in comparison.itertuples():
+        key = f"{row.descriptor}/{row.preprocessing}/{row.algorithm}"
+        assert int(row.k) == local.choices[key].k, key
+    assert list(clusters["path"]) == local.paths
+    assert adjusted_rand_score(local.choices[local.recommended].labels, clusters["cluster"]) >= 0.99
+    lo = local.outliers
+    assert list(outliers["path"]) == list(lo["path"])
+    for col in ("knn_a", "lof_a", "knn_b", "lof_b", "score", "rank"):
+        assert spearmanr(lo[col], outliers[col]).statistic >= 0.99, col
+
+
+def test_cli_uses_the_given_scheduler(proc_cluster, npy_case, tmp_path):
+    """`descluster run --scheduler ADDRESS` runs on that cluster (its process workers do the tasks and search the
+    broadcast faiss index), keeps the reduced spaces in OUT/.cache/blocks, and gives the local engine's study."""
+    import json
+
+    import pandas as pd
+    from distributed import Client
+
+    from descluster.cli import main
+
+    case_dir, local = npy_case
+    (tmp_path / "run.toml").write_text('[outliers]\nneighbour_index = "flat"\ndetectors = ["knn", "lof"]\n'
+                                       '[cluster.params.kmeans]\ninit_sample = 600\n')
+    address = proc_cluster.scheduler_address
+    with Client(address) as watcher:
+        def transitions(dask_scheduler):
+            return dask_scheduler.transition_counter
+
+        before = watcher.run_on_scheduler(transitions)
+        argv = ["run", str(case_dir), "--out", str(tmp_path / "out"), "--scheduler", address,
+                "--config", str(tmp_path / "run.toml"), "--k-min", "2", "--k-max", "6", "--algorithms", "kmeans",
+                "--preprocessing", "standard", "--embedding", "pca", "--no-mixtures", "--no-pixel-checks"]
+        code = main(argv)
+        ran = watcher.run_on_scheduler(transitions) - before
+    assert code == 0
+    assert ran > 200  # the study's tasks went through this scheduler
+    out = tmp_path / "out"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["engine"].startswith(f"Dask scheduler {address}: 2 workers")
+    for kind in ("a", "b"):
+        rule = manifest["outlier_rules"][f"neighbours:{kind}"]
+        assert "faiss IndexFlatL2" in rule and "searched per block on 2 Dask workers" in rule, rule
+    _same_study(local, manifest["recommended"], pd.read_csv(out / "comparison.csv"), pd.read_csv(out / "clusters.csv"),
+                pd.read_csv(out / "outliers.csv"))
+    clusters = (out / "clusters.csv").read_bytes()
+    # the reduced spaces were written by the workers, not gathered: one .npy per space, the local projection
+    blocks = sorted((out / ".cache" / "blocks").glob("reduce-*.npy"))
+    assert len(blocks) == 2
+    spaces = {sp.X.shape[1]: sp for sp in local.spaces.values()}
+    assert len(spaces) == 2, "the two kinds should keep different component counts"
+    for path in blocks:
+        Z = np.load(path, mmap_mode="r")
+        sp = spaces[Z.shape[1]]
+        assert Z.shape == sp.X.shape and Z.dtype == np.float32
+        np.testing.assert_allclose(np.abs(Z), np.abs(sp.X), rtol=0, atol=1e-3 * float(np.abs(sp.X).max()))
+    # a rerun resumes from the cache; a space whose file was removed is reduced again, to the same rows
+    kept = np.array(np.load(blocks[0]))
+    blocks[0].unlink()
+    assert main(argv) == 0
+    np.testing.assert_array_equal(np.load(blocks[0]), kept)
+    assert (out / "clusters.csv").read_bytes() == clusters
+    assert json.loads((out / "manifest.json").read_text())["cache"]["computed"] == 1
+
+
+def test_study_api_with_the_dask_engine(npy_case):
+    """`Study(engine="dask").fit` starts its own LocalCluster, runs there and gives the local engine's study."""
+    case_dir, local = npy_case
+    res = descluster.Study(engine="dask", progress=False, **PROC_FIELDS).fit(case_dir)
+    assert res.manifest["engine"].startswith("Dask scheduler")
+    assert "Dask workers" in res.manifest["outlier_rules"]["neighbours:a"]
+    _same_study(local, res.recommended, res.comparison, res.clusters, res.outliers)
+
+
+def test_worker_killed_mid_sweep_gives_the_same_sweep(proc_cluster, tmp_path):
+    """A block read that kills its own worker process (the first time it runs once armed, mid-sweep): the scheduler
+    reruns the lost tasks, the nanny restarts the worker, and the sweep is the one without the kill."""
+    from descluster.cluster.algorithms import KMeansAdapter
+
+    X, y = _blobs(n=3000)
+    np.save(tmp_path / "x.npy", X)
+    armed, fired = tmp_path / "armed", tmp_path / "fired"
+
+    def read_block(C):  # runs on a worker; only the first task to claim the armed marker dies
+        import os
+        import signal
+
+        try:
+            os.rename(armed, fired)
+        except FileNotFoundError:
+            return C
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    ks = [3, 4, 5, 6]
+    with DaskEngine(scheduler=proc_cluster.scheduler_address, block_rows=500) as eng:
+        Xd = eng.array(np.load(tmp_path / "x.npy", mmap_mode="r")).map_blocks(read_block, dtype=np.float32)
+
+        def run(kill_after=None):
+            def progress(done, total, k):
+                if done == kill_after:
+                    armed.touch()
+            res = eng.sweep(Xd, KMeansAdapter(random_state=0, init_sample=600), ks, 0, 300, 800, progress)
+            return res, {k: res.labels_for(k) for k in ks}
+
+        plain, plain_labels = run()
+        workers = set(eng.client.scheduler_info()["workers"])
+        killed, killed_labels = run(kill_after=1)  # armed after k = 3: the k = 4 fit loses a worker
+        assert fired.exists() and not armed.exists()
+        eng.client.wait_for_workers(2, timeout=60)
+        assert set(eng.client.scheduler_info()["workers"]) != workers  # one worker is a restarted process
+    cols = [c for c in plain.table.columns if c != "fit_seconds"]
+    pd_testing = pytest.importorskip("pandas.testing")
+    pd_testing.assert_frame_equal(killed.table[cols], plain.table[cols], check_exact=False, rtol=1e-12)
+    for k in ks:
+        np.testing.assert_array_equal(killed_labels[k], plain_labels[k])
+    assert adjusted_rand_score(y, plain_labels[6]) >= 0.99
+
+
+def test_minibatch_sweep_on_the_client_is_said(engine, caplog):
+    """Mini-batch k-means is not distributed: the sweep runs on the client, as the local one, and the log says so."""
+    import logging
+
+    from descluster.cluster.algorithms import make_algorithm
+    from descluster.cluster.sweep import sweep
+
+    X, _ = _blobs(n=1500)
+    adapter = make_algorithm("minibatch_kmeans", random_state=0)
+    with caplog.at_level(logging.INFO, logger="descluster"):
+        res = engine.sweep(X, adapter, [4, 6], 0, None, 500)
+    assert any(r.levelno == logging.WARNING and "minibatch_kmeans on 1,500 rows runs on the client" in r.getMessage()
+               for r in caplog.records)
+    local = sweep(X, adapter, ks=[4, 6], random_state=0, stability_rows=None, silhouette_sample=500)
+    np.testing.assert_allclose(res.table["inertia"].to_numpy(), local.table["inertia"].to_numpy(), rtol=1e-12)
+
+
+def test_tsne_places_the_other_rows_per_block_on_the_workers(proc_cluster, tmp_path):
+    """Above max_points, the rows t-SNE did not embed are placed on the process workers, block by block, read
+    from the space's file: the map the local engine draws."""
+    from descluster.embed import TSNEEmbedding
+
+    X, y = _blobs(n=1500)
+    np.save(tmp_path / "space.npy", X)
+    space = np.load(tmp_path / "space.npy", mmap_mode="r")
+
+    def tsne():
+        return TSNEEmbedding(max_points=400, n_iter=60, early_exaggeration_iter=30, random_state=0, n_jobs=1)
+
+    local = tsne()
+    Y_local = local.fit_transform(space, y)
+    with DaskEngine(scheduler=proc_cluster.scheduler_address, block_rows=500) as eng, use_engine(eng):
+        dask = tsne()
+        Y_dask = dask.fit_transform(space, y)
+    assert "per block on the dask workers" in dask.description_ and "dask" not in local.description_
+    np.testing.assert_array_equal(dask.sample_, local.sample_)
+    np.testing.assert_allclose(Y_dask, Y_local, rtol=0, atol=1e-5 * float(np.abs(Y_local).max()))

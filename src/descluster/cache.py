@@ -177,6 +177,11 @@ class StageCache:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def drop(self, stage: str, params: Any) -> None:
+        """Remove the entry of ``(stage, params)`` if stored (one whose companion file is gone)."""
+        if self.root is not None:
+            shutil.rmtree(self._dir(stage, self.key(stage, params)), ignore_errors=True)
+
     def mark_fresh(self, stage: str, params: Any) -> None:
         """Record that ``(stage, params)`` was computed during this run by another process."""
         self.fresh.add(f"{stage}/{self.key(stage, params)}")

@@ -11,7 +11,8 @@ maps the method names used on the command line to those classes, and
   (Linderman et al., Nature Methods 2019) from 10,000 rows up (Barnes–Hut
   below, where it is faster). Above ``max_points`` rows a
   fixed-seed sample, stratified by cluster, is embedded and every other row is
-  placed into that map with openTSNE's ``TSNEEmbedding.transform``.
+  placed into that map with openTSNE's ``TSNEEmbedding.transform`` (each row on its own, against the
+  fixed map; under the Dask engine per block on the workers, :meth:`descluster.engine.Engine.map_rows`).
 - :class:`UMAPEmbedding`: umap-learn (McInnes, Healy & Melville 2018), imported
   lazily; if it is not installed the map falls back to t-SNE and says so.
 - :class:`PCAEmbedding`: scikit-learn PCA, the fast fallback.
@@ -28,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import ParameterError
-from .rows import row_chunks, sample_rows
+from .rows import sample_rows
 from .validation import check_int as _check_int
 
 logger = logging.getLogger(__name__)
@@ -286,7 +287,10 @@ class TSNEEmbedding:
         import openTSNE
 
         self._validate()
+        source = X  # a file's memory map stays one, so that the Dask engine's workers read its blocks by path
         X = _check_X(X)
+        if not isinstance(source, np.memmap):
+            source = X
         n = X.shape[0]
         why = degenerate_space(X, self.n_components)
         if why:
@@ -328,12 +332,19 @@ class TSNEEmbedding:
         Y[self.sample_] = np.asarray(embedding, dtype=np.float32)
         grad = "FFT" if method == "fft" else f"Barnes-Hut, {self.n_components}-D"
         if sampled:
+            from .engine import current_engine
+
             rest = np.setdiff1d(np.arange(n), self.sample_)
-            for sl in row_chunks(len(rest), 50_000):  # bounded memory for the affinity rows
-                chunk = rest[sl]
-                Y[chunk] = np.asarray(embedding.transform(project(X[chunk])), dtype=np.float32)
+            engine = current_engine()
+
+            def place(rows: np.ndarray) -> np.ndarray:  # each row is placed against the fixed map, on its own
+                return np.asarray(embedding.transform(project(rows)), dtype=np.float32)
+
+            # 50,000 rows per call: bounded memory for the affinity rows; per block on the workers (Dask engine)
+            Y[rest] = engine.map_rows(place, source, rest, chunk_rows=50_000)
+            where = "" if engine.name == "local" else f", per block on the {engine.name} workers"
             what = (f"a {n_fit:,}-row sample stratified by cluster (seed {self.random_state}); "
-                    f"the other {len(rest):,} rows placed with openTSNE transform")
+                    f"the other {len(rest):,} rows placed with openTSNE transform{where}")
         else:
             what = f"all {n:,} rows"
         self.description_ = f"openTSNE ({grad}, perplexity {perplexity:.3g}), {what}"

@@ -96,10 +96,38 @@ def reduce_params(digest: str, dropped_rows, preprocessing: str, config: RunConf
             "entry": ENTRY_LAYOUT, **current_engine().cache_tag()}
 
 
+#: Folder of the stage cache holding reduced spaces written by the workers of an engine that keeps them
+#: out of the client (:attr:`descluster.engine.Engine.writes_blocks`), one ``reduce-<key>.npy`` per space.
+BLOCKS_DIR = "blocks"
+
+
+def _blocks_path(cache: StageCache, params: dict) -> Path:
+    """Where the ``.npy`` of the reduce entry of ``params`` lives (see :data:`BLOCKS_DIR`)."""
+    assert cache.root is not None
+    return cache.root / BLOCKS_DIR / f"reduce-{cache.key('reduce', params)}.npy"
+
+
+def reduced_rows(cache: StageCache, params: dict, entry: Entry) -> np.ndarray | None:
+    """The reduced rows (n, p) float32 of a reduce cache entry: its ``X`` array, or (an entry whose rows the
+    workers wrote, ``meta["blocks"]``) its ``.npy`` opened read-only as a :class:`numpy.memmap`, so that the
+    client holds pages of it on demand rather than a copy; None if that file is gone."""
+    if "X" in entry.arrays:
+        return entry.arrays["X"]
+    path = _blocks_path(cache, params)
+    if not entry.meta.get("blocks") or cache.root is None or not path.is_file():
+        return None
+    return np.load(path, mmap_mode="r")
+
+
 def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, str],
                  only: dict[str, list[str]] | None = None) -> dict[str, ReducedSpace]:
     """Scale + PCA every descriptor kind under every preprocessing (or, given ``only``, descriptor kind ->
     the preprocessings to run: the screening's finalists).
+
+    With an engine that :attr:`~descluster.engine.Engine.writes_blocks` (Dask) and a cache folder, the
+    workers write each space into the cache (:data:`BLOCKS_DIR`) and the space's ``X`` is that file as a
+    read-only memory map: the client never gathers the reduced rows, and the later stages read them as
+    they read an array.
 
     Returns
     -------
@@ -111,6 +139,7 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
 
     rc = config.reduce
     engine = current_engine()
+    blocks = engine.writes_blocks and cache.root is not None
     spaces = {}
     for name in sorted(case.descriptors):
         X = case.descriptors[name]
@@ -126,19 +155,28 @@ def reduce_stage(case, config: RunConfig, cache: StageCache, digests: dict[str, 
                 continue
             params = reduce_params(digests[name], case.dropped_rows, prep, config)
 
-            def compute(X=X, prep=prep) -> Entry:
+            def compute(X=X, prep=prep, params=params) -> Entry:
+                where = {"store": _blocks_path(cache, params)} if blocks else {}
                 with stage(f"reduce {name}/{prep}", rows=X.shape[0]):
                     sp = engine.reduce_descriptor(X, prep, variance_target=rc.variance_target,
                                            max_components=rc.max_components, random_state=config.seed,
-                                           descriptor=name, moments=None if prep == "l2" else moments_of())
-                arrays = {"X": sp.X.astype(np.float32), "evr": sp.explained_variance_ratio}
+                                           descriptor=name, moments=None if prep == "l2" else moments_of(),
+                                           **where)
+                arrays = {"evr": sp.explained_variance_ratio}
+                if not where:
+                    arrays["X"] = sp.X.astype(np.float32)
                 arrays.update({f"t_{k}": v for k, v in sp.transform.to_arrays().items()})
-                return Entry(arrays=arrays, meta={"n_components": int(sp.n_components)})
+                return Entry(arrays=arrays, meta={"n_components": int(sp.n_components), "blocks": bool(where)})
 
             entry = cache.get_or_compute("reduce", params, compute)
+            Xr = reduced_rows(cache, params, entry)
+            if Xr is None:  # the workers' file of a cached entry was removed: computed again
+                cache.drop("reduce", params)
+                entry = cache.get_or_compute("reduce", params, compute)
+                Xr = reduced_rows(cache, params, entry)
             sid = SpaceId.single(name, prep, stable_hash(params))
             transform = Reduction.from_arrays(prep, {k[2:]: v for k, v in entry.arrays.items() if k.startswith("t_")})
-            spaces[sid.key] = ReducedSpace(id=sid, X=entry.arrays["X"], explained_variance_ratio=entry.arrays["evr"],
+            spaces[sid.key] = ReducedSpace(id=sid, X=Xr, explained_variance_ratio=entry.arrays["evr"],
                                            n_components=int(entry.meta["n_components"]),
                                            variance_target=rc.variance_target, transform=transform)
     return spaces

@@ -38,10 +38,15 @@ class Engine:
     parallel_sweeps : bool
         Whether the pipeline may run independent sweeps in local worker processes (joblib);
         False where the engine parallelises inside each sweep.
+    writes_blocks : bool
+        Whether :meth:`reduce_descriptor` takes ``store=`` (a ``.npy`` path its workers write the reduced
+        rows to, returned as a read-only memory map): the pipeline then keeps each space in its cache
+        folder instead of gathering it (:func:`descluster.pipeline.reduce_stage`).
     """
 
     name = "base"
     parallel_sweeps = True
+    writes_blocks = False
 
     def cache_tag(self) -> dict[str, Any]:
         """Extra cache-key material of results this engine computes (empty for the local engine, whose
@@ -63,6 +68,38 @@ class Engine:
         """Fit ``adapter`` for every k on ``X`` (n, p): a :class:`~descluster.cluster.sweep.SweepResult`, as
         :func:`descluster.cluster.sweep.sweep`."""
         raise NotImplementedError
+
+    def map_rows(self, fn: Callable[[Any], Any], X, rows, chunk_rows: int = 50_000):
+        """``fn`` applied to the rows ``rows`` of ``X`` (n, d), ``chunk_rows`` rows at a time (a t-SNE map's
+        placement of the rows it did not embed, :class:`descluster.embed.TSNEEmbedding`).
+
+        Parameters
+        ----------
+        fn : callable
+            Maps a float32 block (m, d) to an array (m, c); must give each row's result independently of the
+            other rows in its call (the Dask engine groups the rows by its blocks).
+        X : array (n, d)
+        rows : ndarray of shape (r,), int
+            Sorted, distinct row indices.
+        chunk_rows : int, default 50,000
+            Largest ``m`` of one call (bounds the memory of ``fn``).
+
+        Returns
+        -------
+        ndarray of shape (r, c), float32, in the order of ``rows``.
+
+        Here: in turn, in this process; the Dask engine runs the calls on its workers, per block.
+        """
+        import numpy as np
+
+        from ..rows import row_chunks
+
+        rows = np.asarray(rows, dtype=np.int64)
+        parts = [np.asarray(fn(np.asarray(X[rows[sl]], dtype=np.float32)), dtype=np.float32)
+                 for sl in row_chunks(len(rows), chunk_rows)]
+        if not parts:
+            raise ParameterError("map_rows: no rows given")
+        return np.concatenate(parts, axis=0)
 
     def neighbour_index(self, index):
         """The neighbour index (name or :class:`~descluster.outliers.neighbours.NeighbourIndex`) the outlier

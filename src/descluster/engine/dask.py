@@ -12,7 +12,9 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   The scalers are finished from those statistics (the ``standard`` scaler's variance is ``diag(S) / n``,
   as scikit-learn's ``StandardScaler``; ``robust`` reads its fixed-seed sample of rows; ``l2`` gets the
   scatter of its own scaled blocks), and the PCA is the local :class:`~descluster.preprocess.ChunkedPCA`
-  fitted from the merged moments; the projection runs per block.
+  fitted from the merged moments; the projection runs per block, and (``descluster run``: ``store=`` a
+  ``.npy`` in the results folder's cache) the workers write the projected blocks into that file, which the
+  later stages read as a memory map.
 * **k-means sweep** (:meth:`DaskEngine.sweep`): the seeding is the local adapter's ``init``: best of ``n_init``
   k-means++ runs on the same fixed-seed ``init_sample`` rows (Arthur & Vassilvitskii 2007), or k-means||
   over all rows (Bahmani et al. 2012; :mod:`descluster.cluster.seeding`: each of its passes a map over the
@@ -30,9 +32,12 @@ in-memory array is sent from the client (once per sweep, ``persist``). What runs
   (the rows the local adapter draws, so the same model), and the extension to all rows (its predictor;
   HDBSCAN's fitted rows keep their own labels) runs per block on the workers, which accumulate the
   per-cluster counts, sums and spreads the metrics need; silhouette and stability as for k-means.
-  Mini-batch k-means, and inputs no larger than the sample, run the local sweep on the client.
+  Mini-batch k-means, and inputs no larger than the sample, run the local sweep on the client (said in the
+  log: a warning for mini-batch k-means, whose random mini-batches over all rows are no map over blocks).
 * **neighbour search** (:class:`DaskIndex`): the configured index (exact, faiss flat or IVF) is built on
   the client, broadcast to every worker, and the queries are searched per block there.
+* **rows placed in a fitted model** (:meth:`DaskEngine.map_rows`; the t-SNE map's rows outside its sample):
+  the function is broadcast and applied per block on the workers.
 
 A worker lost mid-computation does not fail the run: the scheduler reruns its tasks on the others
 (the blocks are re-read from the case, or re-sent from the graph).
@@ -245,6 +250,7 @@ class DaskEngine(Engine):
 
     name = "dask"
     parallel_sweeps = False
+    writes_blocks = True
 
     def __init__(self, scheduler: str | None = None, n_workers: int | None = None, threads_per_worker: int = 1,
                  processes: bool = True, memory_limit: str | int = "auto", block_rows: int | None = None,
@@ -378,8 +384,12 @@ class DaskEngine(Engine):
         Parameters
         ----------
         store : path, optional
-            Write the reduced space to this Zarr store by the workers and return it as a Zarr array
-            (the client never holds it); default: the reduced rows are gathered into an ndarray.
+            Where the workers write the reduced space, so that the client never holds it: a path ending in
+            ``.npy`` is a ``.npy`` file (each task writes its block's rows at their byte offset, written under
+            a temporary name and renamed when every block is in, :func:`descluster.io.atomic.atomic_path`) and
+            comes back as a read-only :class:`numpy.memmap` (what ``descluster run`` keeps in its cache); any
+            other path is a Zarr store, returned as a Zarr array. The path must be one the workers can write
+            (a LocalCluster's always is). Default: the reduced rows are gathered into an ndarray.
 
         Raises
         ------
@@ -410,7 +420,9 @@ class DaskEngine(Engine):
         p = pca.n_components_
         Z = Xd.map_blocks(lambda C: pca.transform_chunk(scaler.transform_chunk(np.asarray(C, dtype=np.float32))),
                           dtype=np.float32, chunks=(Xd.chunks[0], (p,)))
-        if store is not None:
+        if store is not None and str(store).endswith(".npy"):
+            out = self._write_npy(Z, store)
+        elif store is not None:
             import zarr
 
             self._compute(Z.to_zarr(str(store), overwrite=True, compute=False))
@@ -420,6 +432,21 @@ class DaskEngine(Engine):
         return ReducedSpace(id=SpaceId.single(descriptor, preprocessing, ""), X=out,
                             explained_variance_ratio=pca.explained_variance_ratio_, n_components=p,
                             variance_target=float(variance_target), transform=reduction)
+
+    def _write_npy(self, Z: da.Array, path) -> np.memmap:
+        """Write the row-blocked ``Z`` (n, p) float32 into the ``.npy`` file ``path`` by the workers (one
+        :func:`_write_rows` task per block), atomically; return it opened read-only."""
+        from ..io.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            head = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=Z.shape)
+            offset = int(head.offset)
+            del head  # header written and the file sized; the rows are filled in by the workers
+            parts = [dask.delayed(_write_rows, pure=False)(b, s, str(tmp), offset, Z.shape[1]) for b, s in _blocks(Z)]
+            written = sum(self._compute(*parts))
+            if written != Z.shape[0]:  # pragma: no cover - a block lost between the tasks and here
+                raise DesclusterError(f"{path}: the workers wrote {written} of {Z.shape[0]} rows")
+        return np.load(path, mmap_mode="r")
 
     # -- sweep -----------------------------------------------------------------------
     def sweep(self, X, adapter, ks, random_state, stability_rows, silhouette_sample, progress=None):
@@ -434,15 +461,70 @@ class DaskEngine(Engine):
             return _SampleSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
         if name != "kmeans" or n <= adapter.init_sample:
             # mini-batch k-means, and inputs small enough to fit whole: the local sweep on the client
+            self._note_client_sweep(name, n, adapter)
             X = self._compute(self.array(X))[0] if isinstance(X, str) else np.asarray(X)
             return sweep(X, adapter, ks=ks, random_state=random_state, stability_rows=stability_rows,
                          silhouette_sample=silhouette_sample, progress=progress)
         return _KMeansSweep(self, X, adapter, random_state, stability_rows, silhouette_sample).run(ks, progress)
 
+    @staticmethod
+    def _note_client_sweep(name: str | None, n: int, adapter) -> None:
+        """Say in the log that a sweep runs on the client, and why: a warning where the rows could be many
+        (mini-batch k-means, an adapter this engine does not distribute), an info line for an input small
+        enough to be fitted whole anyway."""
+        if name == "minibatch_kmeans":
+            log.warning("sweep minibatch_kmeans on %s rows runs on the client, not on the Dask workers: its "
+                        "mini-batches are drawn from all rows in one random sequence, which is not a map over "
+                        "blocks (the client reads every row; use kmeans for a distributed sweep)", f"{n:,}")
+        elif name == "kmeans" or name in SAMPLE_FITTED:
+            log.info("sweep %s on %s rows runs on the client: no more rows than its fitting sample", name, f"{n:,}")
+        else:
+            log.warning("sweep %s on %s rows runs on the client, not on the Dask workers: the Dask engine does "
+                        "not distribute this algorithm", name or type(adapter).__name__, f"{n:,}")
+
+    # -- rows ------------------------------------------------------------------------
+    def map_rows(self, fn, X, rows, chunk_rows=50_000):
+        """See :meth:`Engine.map_rows`: ``fn`` broadcast to every worker, one task per (block, at most
+        ``chunk_rows`` of its selected rows), each reading its block where ``X`` lives; only the (r, c)
+        results come back to the client."""
+        from ..rows import row_chunks
+
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            raise ParameterError("map_rows: no rows given")
+        Xd = self.array(X)
+        remote = self.client.scatter(fn, broadcast=True, hash=False)
+        parts = []
+        for (block, start), m in zip(_blocks(Xd), Xd.chunks[0]):
+            lo, hi = np.searchsorted(rows, [start, start + m])
+            local = rows[lo:hi] - start
+            parts.extend(dask.delayed(_map_block_rows, pure=True)(block, local[sl], remote)
+                         for sl in row_chunks(local.size, chunk_rows))
+        return np.concatenate(self._compute(*parts), axis=0).astype(np.float32, copy=False)
+
     # -- neighbours ------------------------------------------------------------------
     def neighbour_index(self, index):
         """See :meth:`Engine.neighbour_index`: a :class:`DaskIndex` around the configured one."""
         return DaskIndex(base=index, scheduler=self.client.scheduler.address, block_rows=self.block_rows)
+
+
+def _map_block_rows(C: np.ndarray, local: np.ndarray, fn) -> np.ndarray:
+    """``fn`` of the rows ``local`` (indices within the block) of the block ``C``: (len(local), c) float32."""
+    return np.asarray(fn(np.ascontiguousarray(np.asarray(C)[local], dtype=np.float32)), dtype=np.float32)
+
+
+def _write_rows(C: np.ndarray, start: int, path: str, offset: int, p: int) -> int:
+    """Write the float32 block ``C`` (m, p), rows ``start``.. of a C-order ``.npy`` file whose data begins at
+    byte ``offset``, with a plain positioned write (no memory map: byte ranges of other blocks on the same
+    page are left alone, also on a network file system); return m. A rerun after a lost worker writes the
+    same bytes again."""
+    C = np.ascontiguousarray(C, dtype=np.float32)
+    if C.ndim != 2 or C.shape[1] != p:
+        raise ValueError(f"block of shape {C.shape} for a file of {p} columns")
+    with open(path, "r+b") as fh:
+        fh.seek(offset + start * p * 4)
+        fh.write(C.tobytes())
+    return int(C.shape[0])
 
 
 def _standard_scale(mean: np.ndarray, var: np.ndarray, n: int) -> np.ndarray:
@@ -827,12 +909,12 @@ class DaskIndex(NeighbourIndex):
         self.random_state = random_state
 
     def _client(self):
-        from distributed import Client, default_client
+        """The current client if it talks to ``scheduler`` (any, when None), else a client of ``scheduler``
+        (``distributed.get_client``): with several clients in one process, the search runs on the engine's
+        cluster, not on whichever client was made last."""
+        from distributed import get_client
 
-        try:
-            return default_client()
-        except ValueError:
-            return Client(self.scheduler)
+        return get_client(self.scheduler)
 
     def _search_all(self, Q: np.ndarray, k: int) -> np.ndarray:
         client = self._client()

@@ -254,7 +254,7 @@ class ResultsData:
 
     def _reduced(self, descriptor: str, preprocessing: str) -> np.ndarray:
         """One study space from the stage cache (recomputed through the study's reduce stage if absent)."""
-        from ..pipeline import reduce_params
+        from ..pipeline import reduce_params, reduced_rows
         from ..preprocess import reduce_descriptor
         from ..cache import Entry
 
@@ -269,7 +269,11 @@ class ResultsData:
         if not cache.has("reduce", params):
             raise LabellingError(f"{self.root / '.cache'}: the study's space {descriptor}/{preprocessing} is not in "
                                  "the stage cache (deleted?); rerun `descluster run` on the same case to rebuild it")
-        return np.asarray(cache.get_or_compute("reduce", params, None).arrays["X"], dtype=np.float32)
+        X = reduced_rows(cache, params, cache.get_or_compute("reduce", params, None))
+        if X is None:
+            raise LabellingError(f"{self.root / '.cache'}: the rows of the study's space {descriptor}/{preprocessing} "
+                                 "are gone from the stage cache; rerun `descluster run` on the same case to rebuild it")
+        return np.asarray(X, dtype=np.float32)
 
     def _build_space(self, key: str) -> np.ndarray:
         from ..preprocess import mix_spaces
