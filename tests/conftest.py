@@ -101,6 +101,8 @@ def small_results(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 
 CHROMIUM = "/usr/bin/chromium"
+#: ``--disable-gpu`` leaves WebGL to SwiftShader (software, no flag needed with Debian's chromium 156): the map
+#: test reads the WebGL canvas, and checks the 2-D fallback on a page whose WebGL is stubbed out.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update"]
 

@@ -2,11 +2,13 @@
 
 Create a task, answer five questions by keyboard (images marked as not belonging
 by cursor keys and ``x``, each answer checked in the engine), undo (the engine back
-at the exact state before the answer), split, colour the map by confidence (the
-drawn pixels checked against the served confidences), lasso a known set of rows on
-the map (named, then opened as a question), download labels.csv and compare it with
+at the exact state before the answer), split, colour the map by label and by
+confidence (the drawn pixels of the WebGL canvas checked against the served labels
+and confidences), lasso a known set of rows on the map (drawn on the canvas above
+the points; named, then opened as a question), download labels.csv and compare it with
 the engine; kill -9 the server, restart it and get the same labels. Two tabs on one
-session: the stale tab's answer is refused (409) and said so. Skipped only where no
+session: the stale tab's answer is refused (409) and said so. A page without WebGL
+gets the 2-D canvas's pixel buffer, the same colours. Skipped only where no
 chromium binary exists; a chromium that Playwright cannot launch fails
 (``conftest.start_chromium``).
 """
@@ -194,10 +196,84 @@ def _canvas_px(page) -> np.ndarray:
 
 
 def _pixels(page, xy) -> list[tuple[int, int, int]]:
+    """RGB of the points' canvas ``#map`` at integer canvas pixels ``xy``, whichever renderer drew it: the
+    canvas (WebGL, drawn with ``preserveDrawingBuffer``, or 2-D) is copied into a 2-D canvas and read there."""
     return [tuple(v) for v in page.evaluate(
-        "(xy) => { const c = document.getElementById('map').getContext('2d');"
-        " return xy.map(([x, y]) => Array.from(c.getImageData(x, y, 1, 1).data.slice(0, 3))); }",
+        "(xy) => { const m = document.getElementById('map'), c = document.createElement('canvas');"
+        " c.width = m.width; c.height = m.height; const g = c.getContext('2d'); g.drawImage(m, 0, 0);"
+        " return xy.map(([x, y]) => Array.from(g.getImageData(x, y, 1, 1).data.slice(0, 3))); }",
         [[int(x), int(y)] for x, y in xy])]
+
+
+def _webgl_available(page) -> bool:
+    """Whether this browser gives a page a WebGL context (headless chromium: SwiftShader, no GPU needed)."""
+    return page.evaluate("() => { const c = document.createElement('canvas');"
+                         " return !!(c.getContext('webgl2') || c.getContext('webgl')); }")
+
+
+#: Makes a page's WebGL context requests answer null, as in a browser with WebGL disabled.
+NO_WEBGL = ("(() => { const get = HTMLCanvasElement.prototype.getContext;"
+            " HTMLCanvasElement.prototype.getContext = function (type, ...rest) {"
+            " return /webgl/i.test(type) ? null : get.call(this, type, ...rest); }; })();")
+
+
+def _clean_rows(px: np.ndarray, dot: int) -> list[int]:
+    """Rows whose dot's top-left pixel ``floor(px)`` shows that row's own colour under either renderer.
+
+    A dot covers the ``dot`` x ``dot`` pixels from ``floor(px)``, later rows over earlier ones. The WebGL
+    renderer maps data to pixels in float32 (the vertex shader), which can floor a coordinate within
+    1e-3 px of an integer to the neighbouring pixel: such rows are not checked, and their dots are taken
+    one pixel wider on each side when deciding what they may cover.
+    """
+    xy = np.floor(px).astype(int)
+    frac = px - xy
+    near = ((frac < 1e-3) | (frac > 1 - 1e-3)).any(axis=1)
+    lo, hi = xy - near[:, None], xy + dot + near[:, None]
+    clean = []
+    for i in np.flatnonzero(~near):
+        later = slice(i + 1, None)
+        if not ((lo[later] <= xy[i]) & (xy[i] < hi[later])).all(axis=1).any():
+            clean.append(int(i))
+    return clean
+
+
+def _check_map_colours(page, server, task: str) -> None:
+    """The map's drawn pixels against the served labels and confidences, coloured by label, by
+    confidence, and by label again (every clean row, :func:`_clean_rows`), and the legend with each."""
+    n, dot = page.evaluate("() => [window.__map.meta.n, window.__map.dot]")
+    assert dot == (3 if n < 20000 else 2)
+    lab = np.frombuffer(server.api(f"/api/map/labels?task={task}", raw=True), np.uint8)
+    codes, conf = lab[:n], lab[n:]
+    px = _canvas_px(page)
+    clean = _clean_rows(px, dot)
+    xy = np.floor(px[clean]).astype(int)
+    assert len(clean) > n // 2
+    by_label = [_expected_rgb(codes[i], conf[i], False) for i in clean]
+    by_conf = [_expected_rgb(codes[i], conf[i], True) for i in clean]
+    assert by_label != by_conf and len(set(conf[clean])) > 1 and len(set(by_label)) > 1
+    assert _pixels(page, xy) == by_label
+    W, H = page.evaluate("() => [window.__map.W, window.__map.H]")
+    assert _pixels(page, [(1, 1), (W - 2, H - 2)]) == [(255, 255, 255)] * 2  # the background (padding)
+    assert "no label yet" in page.inner_text("#legend")
+    page.select_option("#colour-by", "confidence")
+    assert _pixels(page, xy) == by_conf
+    assert page.inner_text("#legend").startswith("low confidence")
+    page.select_option("#colour-by", "label")
+    assert _pixels(page, xy) == by_label
+
+
+def _gap_rect(page):
+    """A lasso rectangle from the canvas's left edge to the middle of the widest gap between dots (so no
+    dot lies near its border), and the rows it holds: exactly the dots left of that gap."""
+    px = _canvas_px(page)
+    W, H = page.evaluate("() => [window.__map.W, window.__map.H]")
+    xs = np.sort(px[:, 0])
+    gaps = np.diff(xs)[10:-10]  # at least 10 dots on each side
+    g = int(gaps.argmax()) + 10
+    assert gaps.max() > 8, f"no clear gap between the map's dots (widest {gaps.max():.1f} px)"
+    split_x = (xs[g] + xs[g + 1]) / 2
+    assert px[:, 1].min() > 3 and px[:, 1].max() < H - 3 and px[:, 0].min() > 3
+    return [(3, 3), (split_x, 3), (split_x, H - 3), (3, H - 3)], np.flatnonzero(px[:, 0] < split_x)
 
 
 def _lasso(page, poly) -> None:
@@ -281,23 +357,12 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         page.goto(server.url.split("?")[0] + "map?task=kind")
         page.wait_for_function("() => window.__map && window.__map.ready")
         n = page.evaluate("() => window.__map.meta.n")
-        lab = np.frombuffer(server.api("/api/map/labels?task=kind", raw=True), np.uint8)
-        codes, conf = lab[:n], lab[n:]
-        # colour by confidence: every dot not covered by a later one is painted the confidence ramp's colour
-        xy = np.floor(_canvas_px(page)).astype(int)
-        clean = [i for i in range(n) if not any(
-            xy[j, 0] <= xy[i, 0] < xy[j, 0] + 3 and xy[j, 1] <= xy[i, 1] < xy[j, 1] + 3 for j in range(i + 1, n))]
-        assert len(clean) > n // 2
-        by_label = [_expected_rgb(codes[i], conf[i], False) for i in clean]
-        by_conf = [_expected_rgb(codes[i], conf[i], True) for i in clean]
-        assert by_label != by_conf and len(set(conf[clean])) > 1
-        assert _pixels(page, xy[clean]) == by_label
-        assert "no label yet" in page.inner_text("#legend")
-        page.select_option("#colour-by", "confidence")
-        assert _pixels(page, xy[clean]) == by_conf
-        assert page.inner_text("#legend").startswith("low confidence")
-        page.select_option("#colour-by", "label")
-        assert _pixels(page, xy[clean]) == by_label
+        # drawn with WebGL where the browser has it (headless chromium: SwiftShader), and said so
+        webgl = _webgl_available(page)
+        assert page.evaluate("() => window.__map.renderer") == ("webgl" if webgl else "2d")
+        assert page.inner_text("#map-how").endswith(
+            "· drawn with WebGL" if webgl else "· drawn in a 2-D canvas (WebGL unavailable)")
+        _check_map_colours(page, server, "kind")
 
         box = page.locator("#map").bounding_box()
         # hover over image 7's dot: its thumbnail shows (a point drawn elsewhere may be nearer: any row is
@@ -315,22 +380,20 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         page.mouse.move(box["x"] - 5, box["y"] - 5)
         page.wait_for_function("() => document.getElementById('map-tip').hidden")
 
-        # lasso: a rectangle from the canvas's left edge to the middle of the widest gap between dots
-        # (so no dot lies near its border): exactly the dots left of that gap
-        px = _canvas_px(page)
+        # lasso: a rectangle holding exactly the dots left of the widest gap between them; drawing it
+        # touches only the lasso's canvas, not the points' one
+        rect, expected = _gap_rect(page)
         W, H = page.evaluate("() => [window.__map.W, window.__map.H]")
-        xs = np.sort(px[:, 0])
-        gaps = np.diff(xs)[10:-10]  # at least 10 dots on each side
-        g = int(gaps.argmax()) + 10
-        assert gaps.max() > 8, f"no clear gap between the map's dots (widest {gaps.max():.1f} px)"
-        split_x = (xs[g] + xs[g + 1]) / 2
-        expected = np.flatnonzero(px[:, 0] < split_x)
-        assert px[:, 1].min() > 3 and px[:, 1].max() < H - 3 and px[:, 0].min() > 3
-        rect = [(3, 3), (split_x, 3), (split_x, H - 3), (3, H - 3)]
+        grid = [(x, y) for x in range(0, W, 7) for y in range(0, H, 7)]
+        before = _pixels(page, grid)
         label_before, source_before, _ = _engine(out)
         _lasso(page, rect)
         assert page.evaluate("() => window.__map.lasso.n") == expected.size
         assert page.inner_text("#lasso-line") == f"{expected.size:,} images in the lasso"
+        assert _pixels(page, grid) == before
+        alpha = page.evaluate("([W, H]) => { const c = document.getElementById('map-lasso').getContext('2d');"
+                              " return [3, W - 2].map((x) => c.getImageData(x, H >> 1, 1, 1).data[3]); }", [W, H])
+        assert alpha[0] > 0 and alpha[1] == 0  # on the top canvas: the outline at the left edge, nothing past the lasso
         page.select_option("#lasso-label", "k2")
         page.click("#btn-lasso-label")
         page.wait_for_function("() => document.getElementById('status').textContent.includes('named k2')")
@@ -392,6 +455,38 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         assert np.array_equal(label, label_before) and np.array_equal(source, source_before)
         page.goto(server.url.split("?")[0])
         assert "kind" in page.locator("table.tasks").inner_text()
+        assert not errors, errors
+    finally:
+        context.close()
+        server.kill()
+
+
+def test_map_without_webgl(browser, out):
+    """A browser that gives no WebGL context gets the 2-D canvas's pixel buffer: said so on the page, the
+    same colours dot by dot as the WebGL renderer is checked against, and the same lasso."""
+    server = Server(out)
+    server.api("/api/tasks", {"name": "kind", "classes": ["k0", "k1", "k2"]})
+    for cls in ("k0", "k1", "k2"):  # three groups named, one per class
+        q = server.api("/api/question?task=kind")["question"]
+        server.api("/api/answer", {"task": "kind", "question": q["id"], "action": "name", "label": cls, "marks": []})
+    server.wait_fitted("kind")
+    context = browser.new_context(viewport={"width": 1400, "height": 950})
+    context.add_init_script(NO_WEBGL)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server.url)
+        assert not _webgl_available(page)  # the stub holds
+        page.goto(server.url.split("?")[0] + "map?task=kind")
+        page.wait_for_function("() => window.__map && window.__map.ready")
+        assert page.evaluate("() => window.__map.renderer") == "2d"
+        assert page.inner_text("#map-how").endswith("· drawn in a 2-D canvas (WebGL unavailable)")
+        _check_map_colours(page, server, "kind")
+        rect, expected = _gap_rect(page)
+        _lasso(page, rect)
+        assert page.evaluate("() => window.__map.lasso.n") == expected.size
+        assert page.inner_text("#lasso-line") == f"{expected.size:,} images in the lasso"
         assert not errors, errors
     finally:
         context.close()

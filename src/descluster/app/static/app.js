@@ -244,20 +244,95 @@ function ramp(t) {
   return RAMP[i].map((v, j) => Math.round(v + f * (RAMP[i + 1][j] - v)));
 }
 
+/* The map's points through WebGL: one gl.POINTS draw call in row order (a later row on top of an
+   earlier one). The vertex shader maps data coordinates to canvas pixels as toPx does (bounds, padding,
+   y flipped), takes the pixel's floor and puts the point's centre dot / 2 past it, so that a point covers
+   the same dot x dot pixels as in the pixel buffer. Positions are uploaded once; colours (RGB bytes,
+   normalized) on each draw. Returns the draw function, or null where the browser gives no WebGL context. */
+const POINT_VS = `
+attribute vec2 a_xy;
+attribute vec3 a_rgb;
+uniform vec2 u_lo, u_scale, u_size;
+uniform float u_pad, u_dot;
+varying vec3 v_rgb;
+void main() {
+  vec2 px = vec2(u_pad + (a_xy.x - u_lo.x) * u_scale.x, u_size.y - u_pad - (a_xy.y - u_lo.y) * u_scale.y);
+  vec2 c = floor(px) + 0.5 * u_dot;
+  gl_Position = vec4(2.0 * c.x / u_size.x - 1.0, 1.0 - 2.0 * c.y / u_size.y, 0.0, 1.0);
+  gl_PointSize = u_dot;
+  v_rgb = a_rgb;
+}`;
+const POINT_FS = `
+#ifdef GL_FRAGMENT_PRECISION_HIGH
+precision highp float;
+#else
+precision mediump float;
+#endif
+varying vec3 v_rgb;
+void main() { gl_FragColor = vec4(v_rgb, 1.0); }`;
+
+function glPoints(canvas, pts, n, lo, scale, pad, dot) {
+  const opts = {preserveDrawingBuffer: true, antialias: false, alpha: false, depth: false, stencil: false};
+  const gl = canvas.getContext("webgl2", opts) || canvas.getContext("webgl", opts);
+  if (!gl) return null;
+  function shader(type, src) {
+    const sh = gl.createShader(type);
+    gl.shaderSource(sh, src);
+    gl.compileShader(sh);
+    if (!gl.getShaderParameter(sh, gl.COMPILE_STATUS)) throw new Error("map shader: " + gl.getShaderInfoLog(sh));
+    return sh;
+  }
+  const prog = gl.createProgram();
+  gl.attachShader(prog, shader(gl.VERTEX_SHADER, POINT_VS));
+  gl.attachShader(prog, shader(gl.FRAGMENT_SHADER, POINT_FS));
+  gl.linkProgram(prog);
+  if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error("map shader: " + gl.getProgramInfoLog(prog));
+  gl.useProgram(prog);
+  const aXy = gl.getAttribLocation(prog, "a_xy"), aRgb = gl.getAttribLocation(prog, "a_rgb");
+  gl.bindBuffer(gl.ARRAY_BUFFER, gl.createBuffer());
+  gl.bufferData(gl.ARRAY_BUFFER, pts.subarray(0, 2 * n), gl.STATIC_DRAW);
+  gl.enableVertexAttribArray(aXy);
+  gl.vertexAttribPointer(aXy, 2, gl.FLOAT, false, 0, 0);
+  const rgbBuf = gl.createBuffer();
+  gl.bindBuffer(gl.ARRAY_BUFFER, rgbBuf);
+  gl.enableVertexAttribArray(aRgb);
+  gl.vertexAttribPointer(aRgb, 3, gl.UNSIGNED_BYTE, true, 0, 0);
+  gl.uniform2f(gl.getUniformLocation(prog, "u_lo"), lo[0], lo[1]);
+  gl.uniform2f(gl.getUniformLocation(prog, "u_scale"), scale[0], scale[1]);
+  gl.uniform2f(gl.getUniformLocation(prog, "u_size"), canvas.width, canvas.height);
+  gl.uniform1f(gl.getUniformLocation(prog, "u_pad"), pad);
+  gl.uniform1f(gl.getUniformLocation(prog, "u_dot"), dot);
+  gl.viewport(0, 0, canvas.width, canvas.height);
+  gl.disable(gl.DEPTH_TEST);
+  gl.disable(gl.BLEND);
+  return function draw(rgb) {  // rgb: Uint8Array of 3 n bytes, row order
+    gl.bindBuffer(gl.ARRAY_BUFFER, rgbBuf);
+    gl.bufferData(gl.ARRAY_BUFFER, rgb, gl.DYNAMIC_DRAW);
+    gl.clearColor(1, 1, 1, 1);
+    gl.clear(gl.COLOR_BUFFER_BIT);
+    gl.drawArrays(gl.POINTS, 0, n);
+  };
+}
+
 async function mapView() {
   const task = DATA.task;
-  const canvas = document.getElementById("map");
-  const ctx = canvas.getContext("2d");
+  const canvas = document.getElementById("map");  // the points: WebGL, or a 2-D canvas's pixel buffer
+  const overlay = document.getElementById("map-lasso");  // stacked over it: the lasso; takes the mouse events
+  const lctx = overlay.getContext("2d");
   const W = canvas.width, H = canvas.height, PAD = 12;
   const meta = await api("/api/map/meta");
-  document.getElementById("map-how").textContent = "Map: " + meta.how;
   const pts = new Float32Array(await (await fetch("/api/map/points", {credentials: "same-origin"})).arrayBuffer());
   const [x0, y0, x1, y1] = meta.bounds;
   const sx = (W - 2 * PAD) / Math.max(1e-9, x1 - x0), sy = (H - 2 * PAD) / Math.max(1e-9, y1 - y0);
   const toPx = (x, y) => [PAD + (x - x0) * sx, H - PAD - (y - y0) * sy];
   const toData = (px, py) => [x0 + (px - PAD) / sx, y0 + (H - PAD - py) / sy];
-  let codes = null, conf = null, classes = [], base = null, lasso = [], inside = null;
-  const st = {meta, pts, toPx, W, H};
+  const dot = meta.n < 20000 ? 3 : 2;
+  const glDraw = glPoints(canvas, pts, meta.n, [x0, y0], [sx, sy], PAD, dot);
+  const ctx = glDraw ? null : canvas.getContext("2d");
+  document.getElementById("map-how").textContent = "Map: " + meta.how +
+    (glDraw ? " · drawn with WebGL" : " · drawn in a 2-D canvas (WebGL unavailable)");
+  let codes = null, conf = null, classes = [], lasso = [], inside = null;
+  const st = {meta, pts, toPx, W, H, dot, renderer: glDraw ? "webgl" : "2d"};
   window.__map = st;
 
   async function loadLabels() {
@@ -270,17 +345,18 @@ async function mapView() {
     draw();
   }
 
-  function draw() {
+  function rowColour(i, byConf, cols) {
+    const c = codes[i];
+    return byConf ? ramp(conf[i] / 255) : (c === 0 ? [190, 190, 190] : cols[(c - 1) % cols.length]);
+  }
+
+  function drawPixels(byConf, cols) {  // without WebGL: each dot written into the canvas's pixel buffer
     const img = ctx.createImageData(W, H);
     const d = img.data;
     for (let i = 0; i < d.length; i += 4) { d[i] = d[i + 1] = d[i + 2] = 255; d[i + 3] = 255; }
-    const byConf = document.getElementById("colour-by").value === "confidence";
-    const cols = PALETTE.map(hexRgb);
-    const dot = meta.n < 20000 ? 3 : 2;
     for (let i = 0; i < meta.n; i++) {
       const [px, py] = toPx(pts[2 * i], pts[2 * i + 1]);
-      const c = codes[i];
-      const rgb = byConf ? ramp(conf[i] / 255) : (c === 0 ? [190, 190, 190] : cols[(c - 1) % cols.length]);
+      const rgb = rowColour(i, byConf, cols);
       for (let dx = 0; dx < dot; dx++) for (let dy = 0; dy < dot; dy++) {
         const x = Math.floor(px) + dx, y = Math.floor(py) + dy;
         if (x < 0 || y < 0 || x >= W || y >= H) continue;
@@ -288,8 +364,17 @@ async function mapView() {
         d[o] = rgb[0]; d[o + 1] = rgb[1]; d[o + 2] = rgb[2];
       }
     }
-    base = img;
-    ctx.putImageData(base, 0, 0);
+    ctx.putImageData(img, 0, 0);
+  }
+
+  function draw() {
+    const byConf = document.getElementById("colour-by").value === "confidence";
+    const cols = PALETTE.map(hexRgb);
+    if (glDraw) {  // the same colours as RGB bytes, one draw call
+      const rgb = new Uint8Array(3 * meta.n);
+      for (let i = 0; i < meta.n; i++) rgb.set(rowColour(i, byConf, cols), 3 * i);
+      glDraw(rgb);
+    } else drawPixels(byConf, cols);
     drawLasso();
     const legend = document.getElementById("legend");
     if (byConf) legend.replaceChildren(el("span", {text: "low confidence "}), el("span", {class: "ramp"}), el("span", {text: " high"}));
@@ -303,14 +388,15 @@ async function mapView() {
     }
   }
 
-  function drawLasso() {
+  function drawLasso() {  // on the transparent top canvas only: the points are not drawn again
+    lctx.clearRect(0, 0, W, H);
     if (lasso.length < 2) return;
-    ctx.beginPath();
-    ctx.moveTo(lasso[0][0], lasso[0][1]);
-    for (const [x, y] of lasso.slice(1)) ctx.lineTo(x, y);
-    ctx.closePath();
-    ctx.fillStyle = "rgba(0,0,0,0.08)"; ctx.fill();
-    ctx.strokeStyle = "#111"; ctx.lineWidth = 1.5; ctx.stroke();
+    lctx.beginPath();
+    lctx.moveTo(lasso[0][0], lasso[0][1]);
+    for (const [x, y] of lasso.slice(1)) lctx.lineTo(x, y);
+    lctx.closePath();
+    lctx.fillStyle = "rgba(0,0,0,0.08)"; lctx.fill();
+    lctx.strokeStyle = "#111"; lctx.lineWidth = 1.5; lctx.stroke();
   }
 
   function pointIn(poly, x, y) {
@@ -322,7 +408,7 @@ async function mapView() {
     return c;
   }
 
-  function pos(ev) { const b = canvas.getBoundingClientRect(); return [(ev.clientX - b.left) * W / b.width, (ev.clientY - b.top) * H / b.height]; }
+  function pos(ev) { const b = overlay.getBoundingClientRect(); return [(ev.clientX - b.left) * W / b.width, (ev.clientY - b.top) * H / b.height]; }
   // hover: the image under the cursor (nearest point within HOVER_PX canvas pixels), found through a
   // grid of HOVER_PX cells built once, so a move looks at 9 cells, not every point
   const HOVER_PX = 6, GW = Math.ceil(W / HOVER_PX), cells = new Map();
@@ -354,23 +440,23 @@ async function mapView() {
     const img = tip.querySelector("img");
     if (img.dataset.row !== String(i)) { img.src = "/thumb/" + i; img.dataset.row = String(i); }
     tip.querySelector(".tip-text").textContent = `image ${i.toLocaleString()} · ${name} · confidence ${Math.round(conf[i] / 2.55)} %`;
-    const b = canvas.getBoundingClientRect(), wrap = canvas.parentElement.getBoundingClientRect();
+    const b = overlay.getBoundingClientRect(), wrap = overlay.parentElement.getBoundingClientRect();
     tip.style.left = Math.min(ev.clientX - wrap.left + 14, b.width - 150) + "px";
     tip.style.top = Math.min(ev.clientY - wrap.top + 14, b.height - 150) + "px";
     tip.hidden = false;
   }
   let drawing = false;
-  canvas.addEventListener("mousedown", (ev) => { drawing = true; tip.hidden = true; lasso = [pos(ev)]; });
-  canvas.addEventListener("mousemove", (ev) => {
+  overlay.addEventListener("mousedown", (ev) => { drawing = true; tip.hidden = true; lasso = [pos(ev)]; });
+  overlay.addEventListener("mousemove", (ev) => {
     if (!drawing) { hover(ev); return; }
     lasso.push(pos(ev));
-    ctx.putImageData(base, 0, 0); drawLasso();
+    drawLasso();
   });
-  canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
+  overlay.addEventListener("mouseleave", () => { tip.hidden = true; });
   window.addEventListener("mouseup", () => {
     if (!drawing) return;
     drawing = false;
-    if (lasso.length < 3) { lasso = []; ctx.putImageData(base, 0, 0); return; }
+    if (lasso.length < 3) { lasso = []; drawLasso(); return; }
     const poly = lasso.map(([x, y]) => toData(x, y));
     let n = 0;
     for (let i = 0; i < meta.n; i++) if (pointIn(poly, pts[2 * i], pts[2 * i + 1])) n++;
