@@ -400,7 +400,17 @@ def test_label_in_the_browser(browser, out, small_results, tmp_path):
         assert page.inner_text("#status") == f"{expected.size:,} images named k2"
         label, source, _ = _engine(out)
         outside = np.setdiff1d(np.arange(n), expected)
-        assert (label[expected] == classes.index("k2")).all() and (source[expected] > 0).all()
+        # the engine's rule (labelling/state.py): the name applies to every lassoed row, except that a group
+        # name never replaces an earlier given label of a row the question did not show
+        with _session(out) as s:
+            last = [e for e in s.state("kind").entries if e.kind == "answer"][-1]
+            assert last.payload["action"] == "name" and last.payload["label"] == "k2"
+            shown = np.asarray(last.payload["question"]["shown"], dtype=np.int64)
+        assert shown.size == min(64, expected.size) and np.isin(shown, expected).all()
+        kept = np.setdiff1d(expected[source_before[expected] == 1], shown)
+        named = np.setdiff1d(expected, kept)
+        assert (label[named] == classes.index("k2")).all() and (source[named] > 0).all()
+        assert np.array_equal(label[kept], label_before[kept]) and (source[kept] == 1).all()
         assert np.array_equal(label[outside], label_before[outside])
         assert np.array_equal(source[outside], source_before[outside])
         # the same lasso opened as a question: that question holds exactly those rows
