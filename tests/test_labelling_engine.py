@@ -473,3 +473,48 @@ def test_the_fitted_model_carries_each_task_classifier_to_new_images(results, tm
     assert table["label_kind_confidence"].between(0, 1).all()
     # the saved classifier labels as the one fitted from the session
     np.testing.assert_array_equal(a.table["label_kind"], again.assign(load_case(manifest["case"]["root"])).table["label_kind"])
+
+
+def test_a_graph_being_built_does_not_hold_up_reading_a_space(results, tmp_path, monkeypatch):
+    """The app warms the kNN graph in a background thread (minutes at 416k rows); a question needs only the
+    space. While one thread is inside the graph's neighbour search, another reads every candidate space."""
+    import shutil
+    import threading
+
+    import descluster.outliers.neighbours as nb
+    from descluster.labelling.spaces import ResultsData
+
+    out = tmp_path / "out"
+    shutil.copytree(results[0], out)
+    shutil.rmtree(out / ".cache" / "labelling", ignore_errors=True)
+    data = ResultsData(out)
+    inside, release = threading.Event(), threading.Event()
+    real = nb.knn_search
+    searches = []
+
+    def slow_search(*args, **kwargs):
+        searches.append(1)
+        inside.set()
+        assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nb, "knn_search", slow_search)
+    key = data.recommended
+    builder = threading.Thread(target=data.graph, args=(key,), daemon=True)
+    builder.start()
+    assert inside.wait(30)
+    reader_done = threading.Event()
+    shapes = {}
+
+    def read():
+        for k in data.candidates:
+            shapes[k] = data.space(k).shape
+        reader_done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert reader_done.wait(30), "reading a space waited for the graph being built"
+    assert builder.is_alive() and all(s[0] == data.n_samples for s in shapes.values())
+    release.set()
+    builder.join(30)
+    g = data.graph(key)  # the one built above, not a second search
+    assert len(searches) == 1 and g.indices.shape[0] == data.n_samples

@@ -189,6 +189,7 @@ class ResultsData:
         self._cache_dir = self.root / ".cache" / "labelling"
         self._spaces: dict[str, np.ndarray] = {}
         self._graphs: dict[tuple[str, int], KnnGraph] = {}
+        self._graph_builds: dict[tuple[str, int], threading.Lock] = {}  # one lock per graph being built
         self._case = None
         self._lock = threading.RLock()
 
@@ -343,14 +344,24 @@ class ResultsData:
             return np.asarray(self._build_space(key)[rows], dtype=np.float32)
 
     def graph(self, key: str, n_neighbors: int = GRAPH_NEIGHBOURS, progress: bool = False) -> KnnGraph:
-        """The kNN graph of a candidate space, computed once and cached (see module docstring)."""
+        """The kNN graph of a candidate space, computed once and cached (see module docstring).
+
+        A graph is built under a lock of its own, not the folder's: at 416,314 rows the search takes
+        minutes (in the app's background refit), and reading a space for the next question must not
+        wait for it.
+        """
         from ..outliers.neighbours import knn_search, make_index
 
         k = int(min(n_neighbors, self.n_samples - 1))
         with self._lock:
             if (key, k) in self._graphs:
                 return self._graphs[(key, k)]
-            tag = self._space_tag(key)
+            building = self._graph_builds.setdefault((key, k), threading.Lock())
+        with building:
+            with self._lock:
+                if (key, k) in self._graphs:  # built by another thread meanwhile
+                    return self._graphs[(key, k)]
+                tag = self._space_tag(key)
             ipath = self._cache_dir / f"knn-{tag}-k{k}-indices.npy"
             dpath = self._cache_dir / f"knn-{tag}-k{k}-distances.npy"
             tpath = self._cache_dir / f"knn-{tag}-k{k}.json"
@@ -366,5 +377,6 @@ class ResultsData:
                 from ..io.atomic import write_json
 
                 write_json(tpath, {"description": graph.description})
-            self._graphs[(key, k)] = graph
+            with self._lock:
+                self._graphs[(key, k)] = graph
             return graph
