@@ -160,7 +160,8 @@ def read_csv_table(path: str | os.PathLike, what: str = "CSV file", required: tu
         table = pd.read_csv(io.StringIO(text), **read_csv_args)
     except (pd.errors.ParserError, csv.Error, ValueError) as exc:
         raise CaseError(f"{path} ({what}): cannot be parsed as CSV ({' '.join(str(exc).split())})") from exc
-    table = _restore_frame(table)
+    if "'" in text:  # no cell or column name can start with "'" when the file holds none (the common case)
+        table = _restore_frame(table)
     missing = [c for c in required if c not in table.columns]
     if missing:
         raise CaseError(f"{path} ({what}): missing column(s) {missing}; the columns are {list(table.columns)}")
