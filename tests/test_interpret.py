@@ -178,3 +178,16 @@ def test_cluster_colour_comes_from_the_object_pixels_not_a_count_of_names():
     assert "black" not in facts.loc[0, "description"].split(";")[0]
     assert facts.loc[1, "description"].startswith("Mostly black vehicles (black 80% of the object pixels; images "
                                                   "named black 100%)")
+
+
+def test_a_mixed_cluster_says_its_colour_word_comes_from_the_object_pixels():
+    """The demo's motorbike cluster: neutral object pixels (silver by the lit face) while the most frequent
+    image name is black; the sentence must not claim silver is the most frequent name."""
+    facts = {"cluster": 5, "colour": "silver", "colour_share": 0.41, "colour_basis": "object pixels",
+             "colour_lit_lightness": 74.4, "colours": "black 46%, silver 36%, grey 12%"}
+    d = describe(facts)
+    assert d.startswith("Vehicles of mixed colours, their object pixels leaning silver (white, silver and grey 41% "
+                        "of the object pixels, lit face L* 74; images named black 46%, silver 36%, grey 12%)")
+    assert "most often" not in d
+    facts["colour_share"] = 0.6  # dominant: "mostly", from the same pixels
+    assert describe(facts).startswith("Mostly silver vehicles (white, silver and grey 60% of the object pixels")

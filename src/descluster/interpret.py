@@ -423,6 +423,10 @@ def describe(facts: dict, label_columns: list[str] = ()) -> str:
         detail = basis + (f"; images named {detail}" if detail else "")
     if colour and cshare == cshare and cshare >= DOMINANT_SHARE:
         subject = f"mostly {colour} {thing} ({detail})"
+    elif colour and facts.get("colour_basis") == "object pixels":
+        # the word comes from the object pixels, which can disagree with the count of image names given
+        # beside it (e.g. silver by pixels, black the most frequent image name): say which one it is
+        subject = f"{thing} of mixed colours, their object pixels leaning {colour} ({detail})"
     elif colour:
         subject = f"{thing} of mixed colours, most often {colour} ({detail})"
     else:
