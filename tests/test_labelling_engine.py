@@ -518,3 +518,19 @@ def test_a_graph_being_built_does_not_hold_up_reading_a_space(results, tmp_path,
     builder.join(30)
     g = data.graph(key)  # the one built above, not a second search
     assert len(searches) == 1 and g.indices.shape[0] == data.n_samples
+
+
+def test_session_accepts_the_propagation_names_without_scikit_learn_and_refuses_others(results, tmp_path):
+    """Opening a session checks a propagation name against PROPAGATION_NAMES (no scikit-learn import, the
+    app's first page); the list is the registry's, and an unknown name is refused at once."""
+    from descluster.errors import ParameterError
+    from descluster.labelling.session import PROPAGATION_NAMES
+
+    assert set(PROPAGATION_NAMES) == set(PROPAGATIONS)
+    with pytest.raises(ParameterError, match="valid names are"):
+        Session(results[0], db=tmp_path / "a.sqlite", propagation="smoothd")
+    code = ("import sys; import descluster.app.views; from descluster.labelling.session import Session; "
+            f"Session({str(results[0])!r}, db={str(tmp_path / 'b.sqlite')!r}).close(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')[:3])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -29,7 +29,6 @@ import pandas as pd
 
 from ..errors import LabellingError
 from .estimate import Calibration, estimate_accuracy
-from .propagate import LogisticPropagation, choose_space, graph_operator, isotropic_params, make_propagation
 from .questions import MAX_SHOWN, PolicyContext, Question, make_policy, new_question_id
 from .spaces import ResultsData
 from .state import JUNK, SOURCES, TaskState
@@ -45,6 +44,22 @@ DB_NAME = "labels.sqlite"
 #: Label source codes beyond :data:`SOURCES` (computed, never stored).
 IDENTITY_SOURCE = 3
 
+
+#: The names of :data:`~descluster.labelling.propagate.PROPAGATIONS`, here so that opening a session (what
+#: the app's first page waits for) accepts a name without importing scikit-learn (about 2 s); a test keeps
+#: the two equal.
+PROPAGATION_NAMES = ("smoothed", "logistic", "spreading", "knn")
+
+
+def _checked_propagation(propagation):
+    """A known propagation name as given; anything else through
+    :func:`~descluster.labelling.propagate.make_propagation` (an instance cloned, or its
+    :class:`~descluster.errors.ParameterError` naming the valid ones)."""
+    if isinstance(propagation, str) and propagation in PROPAGATION_NAMES:
+        return propagation
+    from .propagate import make_propagation
+
+    return make_propagation(propagation)
 
 @dataclass
 class Prediction:
@@ -124,7 +139,7 @@ class Session:
         self.db_path = str(db) if db is not None else str(self.results.root / DB_NAME)
         self.log = DecisionLog(self.db_path, fingerprint=self.results.fingerprint)
         self.policy = make_policy(policy)
-        self.propagation = make_propagation(propagation)
+        self.propagation = _checked_propagation(propagation)
         self.refit = refit
         self.space_choice = bool(space_choice)
         self.random_state = int(random_state)
@@ -275,6 +290,8 @@ class Session:
     def _operator(self, key: str):
         """The graph operator of a space, its rows ordered by the study's clusters (memory locality)."""
         if key not in self._operators:
+            from .propagate import graph_operator
+
             graph = self.results.graph(key)
             clusters = self.results.clusterings.get(key, self.results.clusterings[self.results.recommended])
             self._operators[key] = graph_operator(graph, self.results.n_samples,
@@ -283,6 +300,8 @@ class Session:
 
     def _scaling(self, key: str):
         if key not in self._scalings:
+            from .propagate import isotropic_params
+
             self._scalings[key] = isotropic_params(self.results.space(key))
         return self._scalings[key]
 
@@ -308,6 +327,8 @@ class Session:
                 return
             rows = np.flatnonzero(st.labelled)
             labels, current, version = st.label[rows].copy(), self._space_key(st), st.version
+        from .propagate import choose_space
+
         choice = choose_space(self.results.space_rows, rows, labels, current=current,
                               random_state=self.random_state, keys=self.results.candidates)
         with self._lock:
@@ -328,6 +349,8 @@ class Session:
             n_classes = len(st.classes)
         if not (y >= 0).any() or n_classes == 0:
             return None
+        from .propagate import LogisticPropagation, make_propagation
+
         X = self.results.space(key)
         prop = make_propagation(self.propagation)
         kwargs = {"operator": self._operator(key)} if prop.needs_graph else {}
