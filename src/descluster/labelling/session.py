@@ -61,6 +61,7 @@ def _checked_propagation(propagation):
 
     return make_propagation(propagation)
 
+
 @dataclass
 class Prediction:
     """Propagated labels of one task at one state version.
