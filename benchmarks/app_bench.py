@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import psutil
 
-    from knn_bench import machine_facts
+    from machine import machine_facts
 
     with tempfile.TemporaryDirectory(prefix="app-bench-") as tmp:
         out = Path(tmp) / "out"

@@ -22,12 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
 
 HERE = Path(__file__).resolve().parent
 
@@ -153,8 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "reference_rows": {d: int(ref.rows.shape[0]) for d, ref in model.outliers.items()}, "reused_fit": args.reuse,
         "recommended": model.recommended, "drift": assigned.drift.summary if assigned.drift else None,
         "flagged_new": int(assigned.table["flagged"].sum()),
-        "machine": {"cpus": os.cpu_count(), "load_avg_start": load, "load_avg_end": os.getloadavg(),
-                    "platform": platform.platform(), "python": platform.python_version()},
+        "machine": machine_facts() | {"load_avg_start": list(load), "load_avg_end": list(os.getloadavg())},
     }
     (HERE / "results").mkdir(exist_ok=True)
     path = HERE / "results" / f"{args.name}.json"

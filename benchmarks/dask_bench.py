@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -37,6 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -250,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.get('workers_at_end')}; same k and labels as the undisturbed run: {r.get('same_as_undisturbed')}")
         if "ari_vs_local_first_2000" in r:
             print(f"{Path(r['case']).name}: ARI dask vs local (first 2,000 rows): {r['ari_vs_local_first_2000']}")
-    facts = {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-             "note": "shared machine (several sessions); RSS peaks sampled every 0.2 s"}
+    facts = machine_facts() | {"note": "shared machine (several sessions); RSS peaks sampled every 0.2 s"}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(a.out.read_text()) if a.out.is_file() else {"runs": []}
     old["runs"] = [x for x in old.get("runs", []) if (x["case"], x["label"]) not in {(r["case"], r["label"]) for r in rows}]

@@ -36,6 +36,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
            "images_per_s": rates, "images_per_cpu_s": cpu_rates,
            "checks_share_of_decode_limit": rates["pixel_checks"] / rates["decode_full"],
            "checks_cpu_share_of_decode_limit": cpu_rates["pixel_checks"] / cpu_rates["decode_full"],
-           "rounds": runs, "baseline_src": a.baseline_src,
+           "rounds": runs, "baseline_src": a.baseline_src, "machine": machine_facts(),
            "note": "one process per stage; the pixel checks run in a fresh subprocess each round (best round given), "
                    "after one warm-up image (imports, palette table); draft() cannot scale a JPEG below its own size, "
                    "so for thumbnails no larger than 128 px it changes nothing"}

@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     write_json(args.out, {"case": str(args.case), "descriptors": shapes,
                           "files": {k: Path(v).name for k, v in case.descriptor_files.items()},
                           "workers": args.workers, "ks": [args.k_min, args.k_max], "init_sample": args.init_sample,
-                          "machine": platform.platform(), "cpus": os.cpu_count(), "rows": rows})
+                          "machine": machine_facts(), "rows": rows})
     print(f"written: {args.out}")
     return 0
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -48,28 +47,6 @@ def clustered(n: int, d: int, seed: int = 0, clusters: int = 1000) -> np.ndarray
         e = min(s + 65536, n)
         X[s:e] = (centres[lab[s:e]] + rng.normal(size=(e - s, d)).astype(np.float32) * spread[lab[s:e], None]) * scale
     return X
-
-
-def machine_facts() -> dict:
-    """CPU count, load average, BLAS/OpenMP libraries and package versions."""
-    import faiss
-    import sklearn
-    from threadpoolctl import threadpool_info
-
-    return {
-        "cpu_count": os.cpu_count(),
-        "load_avg": list(os.getloadavg()),
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "faiss": faiss.__version__,
-        "sklearn": sklearn.__version__,
-        "threadpools": [
-            {k: v for k, v in lib.items() if k in ("user_api", "internal_api", "prefix", "version", "num_threads",
-                                                    "architecture", "threading_layer")}
-            for lib in threadpool_info()
-        ],
-    }
 
 
 def bench_dim(n: int, d: int, k: int, exact_queries: int, seed: int) -> dict:
@@ -134,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from descluster.io.atomic import write_json
+
+    from machine import machine_facts
 
     facts = machine_facts()
     results = []

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from descluster.io.atomic import write_json
     from descluster.labelling.session import Session
     from descluster.labelling.simulate import SimulatedAnnotator
-    from knn_bench import machine_facts
+    from machine import machine_facts
 
     facts = machine_facts()
     proc = psutil.Process()

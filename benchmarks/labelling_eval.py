@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from descluster.io.atomic import write_json
-    from knn_bench import machine_facts
+    from machine import machine_facts
 
     facts = machine_facts()
     seeds = [int(s) for s in args.seeds.split(",")]

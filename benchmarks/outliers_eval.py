@@ -118,6 +118,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFilter
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "data" / "tiny-vehicles"
@@ -492,7 +496,8 @@ def main() -> None:
     parts = [p for p in args.parts.split(",") if p]
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     res = {"parts": {k: v for k, v in old.get("parts", {}).items() if k in PARTS}, "targets": TARGETS,
-           "settings": {"seed": args.seed, "counts": COUNTS, "sources": SOURCES}}
+           "settings": {"seed": args.seed, "counts": COUNTS, "sources": SOURCES},
+           "machine": machine_facts()}
     for part in parts:
         res["parts"][part] = run_part(args.workdir, part, args.seed)
     write_json(RESULTS, res)

@@ -24,6 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_facts  # noqa: E402  (benchmarks/machine.py)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
         parity = (_tables_equal(pd.read_pickle(Path(tmp) / "this.pkl"), pd.read_pickle(Path(tmp) / "baseline.pkl"))
                   if a.baseline_src else None)
     res = {"case": str(a.case), "rows": runs["this"][0]["rows"], "cpu_count": os.cpu_count(), "runs": runs,
-           "baseline_src": a.baseline_src, "tables": parity,
+           "baseline_src": a.baseline_src, "tables": parity, "machine": machine_facts(),
            "best_s": {k: min(r["pixel_stage_s"] for r in v) for k, v in runs.items() if v}}
     print(f"{'version':10s} {'best s':>8s} {'images/s':>9s}   load average (start of each run)")
     for k, v in runs.items():

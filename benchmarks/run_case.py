@@ -51,7 +51,6 @@ import argparse
 import concurrent.futures as cf
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -215,29 +214,6 @@ def measure(name: str, **kwargs) -> dict:
             return ex.submit(_child, name, kwargs).result()
         except Exception as exc:  # keep benchmarking the other stages; the error goes in the report
             return {"seconds": float("nan"), "cpu_seconds": float("nan"), "peak_rss_mb": float("nan"), "values": {}, "error": f"{type(exc).__name__}: {exc}"}
-
-
-def machine_facts() -> dict:
-    """CPU, RAM, load, BLAS (threadpoolctl) and library versions."""
-    import psutil
-    import scipy
-    import sklearn
-    import threadpoolctl
-
-    facts = {"python": platform.python_version(), "platform": platform.platform(), "cpu_count": os.cpu_count(),
-             "ram_gb": round(psutil.virtual_memory().total / 2**30, 1), "load_avg_start": os.getloadavg(),
-             "numpy": np.__version__, "scipy": scipy.__version__, "sklearn": sklearn.__version__,
-             "blas": [{k: v for k, v in i.items() if k in ("internal_api", "version", "num_threads", "architecture",
-                                                            "threading_layer", "user_api")}
-                      for i in threadpoolctl.threadpool_info()],
-             "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS")}
-    try:
-        import faiss
-
-        facts["faiss"] = faiss.__version__
-    except ImportError:  # pragma: no cover
-        pass
-    return facts
 
 
 def run_study(case: Path, out: Path, preprocessings: str, rows: int | None, extra: list[str] | None = None) -> dict:
@@ -506,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (a.case / "descriptors").is_dir():
         ap.error(f"{a.case} has no descriptors/ folder (make one with benchmarks/make_case.py)")
     ks = [int(k) for k in a.ks.split(",")]
+    from machine import machine_facts
+
     facts = machine_facts()
     print(f"BLAS: {facts['blas']}", flush=True)
     t0 = time.perf_counter()

@@ -138,3 +138,14 @@ def test_app_bench_keeps_every_run(tmp_path):
     with pytest.raises(ValueError, match="neither"):
         mod.append_run(dest, {"run_id": "x", "rows": 1})
     assert dest.read_text() == "[1, 2]"
+
+
+def test_machine_facts_name_the_blas_that_runs():
+    import os
+
+    facts = bench_script("machine").machine_facts()
+    assert facts["cpu_count"] == os.cpu_count() and facts["ram_gb"] > 0 and len(facts["load_avg_start"]) == 3
+    assert any(lib["user_api"] == "blas" and lib["num_threads"] >= 1 for lib in facts["blas"])
+    # faiss-cpu's own OpenBLAS is loaded before the libraries are listed
+    assert facts["faiss"] and any("faiss" in lib.get("filepath", "") for lib in facts["blas"])
+    json.dumps(facts)  # JSON-able as written into every result file

@@ -21,7 +21,7 @@ def test_defaults_sweep_2_to_30_and_names_come_from_the_registries():
     ({"k_min": 1}, "k_min"), ({"k_min": 5, "k_max": 4}, "k_max"), ({"variance_target": 1.5}, "variance_target"),
     ({"preprocessings": ("standard", "zscore")}, "zscore"), ({"algorithms": ("kmeans", "spectral")}, "spectral"),
     ({"embedding": "mds"}, "method"), ({"preprocessings": ("l2",), "full_preprocessings": ("standard",)}, "standard"),
-    ({"tiny_share": 1.0}, "tiny_share"), ({"detectors": ("knn", "svm")}, "svm"), ({"seed": -1}, "seed"),
+    ({"tiny_share": 1.0}, "tiny_share"), ({"detectors": ("knn", "svm")}, "svm"), ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"),
     ({"cluster": {"params": {"kmeans": {"n_init": 0}}}}, "n_init"), ({"cluster": {"params": {"dbscan": {}}}}, "dbscan"),
     ({"report": {"thumb_size": 1}}, "thumb_size"), ({"stability_rows": 5}, "stability_rows"),
 ])

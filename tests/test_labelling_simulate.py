@@ -81,3 +81,13 @@ def test_simulate_refuses_a_truth_file_without_the_column(slice_results, capsys)
     assert main(["simulate", str(out), "--truth", str(truth), "--column", "colour"]) == 2
     err = capsys.readouterr().err
     assert "no column 'colour'" in err and "vehicle_type" in err
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
+def test_simulate_refuses_a_bad_seed_before_any_work(tmp_path, seed):
+    from descluster.errors import ParameterError
+    from descluster.labelling.simulate import simulate
+
+    # the folder does not exist: the seed is checked first, so the error names the seed, not the folder
+    with pytest.raises(ParameterError, match=r"random_state \(--seed\)"):
+        simulate(tmp_path / "no-results", tmp_path / "truth.csv", "vehicle_type", random_state=seed)

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 from .errors import ParameterError
 from .profile import ADVISORY_RULES
-from .validation import Bool, Int, NamesOf, OneOf, Real, validate_params
+from .validation import MAX_SEED, Bool, Int, NamesOf, OneOf, Real, validate_params
 
 
 def _registry(module: str, name: str):
@@ -442,7 +442,7 @@ class RunConfig:
     Attributes
     ----------
     seed : int
-        Seed of every random choice (recorded; same seed -> same outputs).
+        Seed of every random choice, in [0, :data:`MAX_SEED`] (recorded; same seed -> same outputs).
     case, reduce, cluster, screen, selection, embedding, outliers, model, report : sections
     """
 
@@ -458,7 +458,7 @@ class RunConfig:
     report: ReportSection = field(default_factory=ReportSection)
 
     def __post_init__(self) -> None:
-        self.seed = Int(0).check("seed", self.seed)
+        self.seed = Int(0, MAX_SEED).check("seed", self.seed)
         missing = [p for p in self.cluster.full_preprocessings if p not in self.reduce.preprocessings]
         if missing:
             raise ParameterError(f"full_preprocessings {missing} must also be listed in preprocessings="

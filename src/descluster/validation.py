@@ -25,8 +25,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .errors import ParameterError
 
-__all__ = ["check_int", "check_float", "check_choice", "check_names", "check_bool", "Int", "Real", "OneOf",
+__all__ = ["MAX_SEED", "check_int", "check_float", "check_choice", "check_names", "check_bool", "Int", "Real", "OneOf",
            "NamesOf", "Bool", "Optional", "validate_params"]
+
+
+#: Largest seed: NumPy's legacy ``RandomState`` and scikit-learn's ``random_state`` take seeds in [0, 2**32 - 1].
+MAX_SEED = 2**32 - 1
 
 
 def check_int(name: str, value: Any, low: int, high: float | None = None, allow_none: bool = False) -> int | None:

@@ -44,7 +44,7 @@ import pandas as pd
 
 from ..errors import CaseError
 from ..io.atomic import write_bytes, write_csv
-from ..validation import check_int
+from ..validation import MAX_SEED, check_int
 from .estimate import estimate_accuracy
 from .propagate import isotropic_scale
 from .questions import MAX_SHOWN, SPLIT_SHARE
@@ -305,10 +305,11 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
     CaseError
         Bad truth file or results folder.
     ParameterError
-        ``budget`` < 1.
+        ``budget`` < 1, or ``random_state`` outside [0, :data:`~descluster.validation.MAX_SEED`].
     """
     from .session import Session
 
+    random_state = check_int("random_state (--seed)", random_state, 0, MAX_SEED)
     data = results if isinstance(results, ResultsData) else ResultsData(results)
     truth = load_truth(data, truth_csv, column)
     n = data.n_samples
