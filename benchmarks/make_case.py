@@ -10,6 +10,11 @@ Layout (the descluster case layout)::
     OUT/truth.csv                            planted cluster, vehicle id, outlier and duplicate flags
     OUT/row_data/veriwild.zip                (--with-images) stored, not deflated
 
+Images (``--with-images``): one 64×64 JPEG per row, a jittered shot of a demo crop of the row's
+cluster's vehicle type (:func:`row_image`); planted duplicates share their source's bytes, planted
+outliers are noise, and no other two rows share bytes (before, rows drew from 50 crops per type and
+20 noise images by row number, so a 300-row case had 92 byte-identical groups of unrelated rows).
+
 Model: every vehicle id (4–16 images, consecutive rows) belongs to one of
 ``--clusters`` clusters; a row's latent vector (rank 32) is its cluster centre +
 an id offset + row noise, shared by all descriptor kinds. Each kind maps the
@@ -141,44 +146,62 @@ def case_paths(plan: pd.DataFrame) -> list[str]:
     return [f"veriwild\\{p}\\{v:05d}\\{i + 1:06d}.jpg" for i, (p, v) in enumerate(zip(part, vid))]
 
 
-def encoded_pool(per_type: int, seed: int) -> tuple[list[list[bytes]], list[bytes]]:
-    """A few hundred JPEG byte strings: ``per_type`` 64×64 demo crops per vehicle type, and noise images."""
-    from PIL import Image
-
+def base_pool(seed: int) -> list[list[str]]:
+    """Demo crop paths per vehicle type (sorted types), each list in a seeded random order."""
     labels = pd.read_csv(DEMO / "labels.csv")
     rng = np.random.default_rng([seed, 4])
     pool = []
     for vtype in sorted(labels.vehicle_type.unique()):
         rows = labels[labels.vehicle_type == vtype].path.to_numpy()
-        pick = rng.choice(len(rows), size=min(per_type, len(rows)), replace=False)
-        enc = []
-        for p in rows[pick]:
-            buf = io.BytesIO()
-            Image.open(DEMO / p).convert("RGB").resize((64, 64)).save(buf, format="JPEG", quality=85)
-            enc.append(buf.getvalue())
-        pool.append(enc)
-    noise = []
-    for _ in range(20):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=85)
-        noise.append(buf.getvalue())
-    return pool, noise
+        pool.append([str(p) for p in rows[rng.permutation(len(rows))]])
+    return pool
+
+
+def row_image(j: int, cluster: int, outlier: bool, pool: list[list[str]], seed: int, cache: dict) -> bytes:
+    """JPEG bytes (64×64, quality 85) of row ``j``'s image; a function of ``j`` only, so copies share bytes.
+
+    A planted outlier is its own uniform-noise image. Any other row shows a demo crop of its
+    cluster's vehicle type (``pool[cluster % len(pool)][j % len(...)]``) as another shot of it
+    would: a random crop of 85-100 % of each side (a shift or zoom), a brightness gain of
+    0.92-1.08 and Gaussian noise of 2 levels, then the resize to 64×64. The pool holds 800 crops per
+    type, so rows share a crop only every 800 rows of a type, and even those differ in pixels
+    and bytes: only planted duplicates are byte-identical.
+    """
+    from PIL import Image
+
+    rng = np.random.default_rng([seed, 5, j])
+    if outlier:
+        img = Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+    else:
+        crops = pool[cluster % len(pool)]
+        p = crops[j % len(crops)]
+        if p not in cache:
+            with Image.open(DEMO / p) as im:
+                cache[p] = im.convert("RGB")
+        src = cache[p]
+        w, h = src.size
+        cw, ch = (int(round(s * f)) for s, f in zip((w, h), rng.uniform(0.85, 1.0, size=2)))
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        a = np.asarray(src.crop((x0, y0, x0 + cw, y0 + ch)).resize((64, 64)), dtype=np.float32)
+        a = a * rng.uniform(0.92, 1.08) + rng.normal(0.0, 2.0, size=a.shape)
+        img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
 
 
 def write_zip(target: Path, paths: list[str], plan: pd.DataFrame, seed: int) -> None:
-    """Zip (stored) with one thumbnail per path: cluster -> vehicle type, duplicates share bytes, outliers noise."""
-    pool, noise = encoded_pool(50, seed)
+    """Zip (stored) with one thumbnail per path (:func:`row_image`): cluster -> vehicle type,
+    planted duplicates share their source's bytes, planted outliers are noise, every other row is distinct."""
+    pool = base_pool(seed)
     cl = plan.cluster.to_numpy()
     src = plan.duplicate_of.to_numpy()
     out = plan.is_outlier.to_numpy()
+    cache: dict = {}
     with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for i in tqdm(range(len(paths)), desc="images", unit="img", mininterval=1.0):
-            j = src[i] if src[i] >= 0 else i
-            if out[j]:
-                data = noise[j % len(noise)]
-            else:
-                enc = pool[cl[j] % len(pool)]
-                data = enc[j % len(enc)]
+            j = int(src[i]) if src[i] >= 0 else i
+            data = row_image(j, int(cl[j]), bool(out[j]), pool, seed, cache)
             zf.writestr(zipfile.ZipInfo(paths[i].replace("\\", "/"), date_time=(2024, 1, 1, 0, 0, 0)), data)
 
 

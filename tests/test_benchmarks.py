@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -47,6 +48,13 @@ def test_make_case_layout_and_truth(small_case):
     with zipfile.ZipFile(small_case / "row_data" / "veriwild.zip") as zf:
         info = zf.infolist()
         assert len(info) == 5000 and all(i.compress_type == zipfile.ZIP_STORED for i in info)
+        digest = {i.filename: hashlib.sha1(zf.read(i)).hexdigest() for i in info}
+    # only the planted duplicates share file bytes (what the pixel checks group as exact duplicates);
+    # rows of one vehicle id, of one cluster, and the planted outliers are distinct files
+    truth["file"] = truth.path.str.replace("\\", "/", regex=False)
+    by_bytes = pd.Series(list(digest), index=list(digest.values())).groupby(level=0).agg(frozenset)
+    planted = truth[truth.duplicate_group >= 0].groupby("duplicate_group").file.agg(frozenset)
+    assert {g for g in by_bytes if len(g) > 1} == set(planted) and len(planted) >= 5
 
 
 def test_make_case_is_deterministic(tmp_path, small_case):
