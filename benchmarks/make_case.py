@@ -12,8 +12,7 @@ Layout (the descluster case layout)::
 
 Images (``--with-images``): one 64×64 JPEG per row, a jittered shot of a demo crop of the row's
 cluster's vehicle type (:func:`row_image`); planted duplicates share their source's bytes, planted
-outliers are noise, and no other two rows share bytes (before, rows drew from 50 crops per type and
-20 noise images by row number, so a 300-row case had 92 byte-identical groups of unrelated rows).
+outliers are noise, and no other two rows share bytes.
 
 Model: every vehicle id (4–16 images, consecutive rows) belongs to one of
 ``--clusters`` clusters; a row's latent vector (rank 32) is its cluster centre +

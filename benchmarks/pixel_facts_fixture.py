@@ -2,7 +2,7 @@
 
 Builds a fixed set of images from the demo crops only (no external data) -- 40 demo crops
 (100×100, every 120th of ``data/tiny-vehicles/labels.csv``), 12 of them as 64×64 JPEG
-thumbnails made the way ``benchmarks/make_case.py`` makes the synthetic case's images, 4 JPEG
+thumbnails (a plain resize and JPEG at quality 85, without make_case.py's per-row jitter), 4 JPEG
 noise thumbnails, and synthetic frames (all white, all black, flat grey, equal-channel grey,
 blurred, half clipped, dark, a 700×500 upscale that the checks bound to 512 px, a 20×90 strip, an
 8×8 and a 2×2 image) -- and writes, for each, the SHA-1 of its decoded pixels and

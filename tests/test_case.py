@@ -263,6 +263,52 @@ def test_empty_path_rows_named(tmp_path):
         load_case(tmp_path)
 
 
+def test_escaping_and_absolute_paths_refused_at_load_without_images(tmp_path):
+    paths = ["img/0.jpg", r"..\..\etc\passwd", "img/2.jpg", "/etc/shadow", r"C:\x.jpg"]
+    make_case(tmp_path, {"a.npy": indexed(5)}, paths)
+    with pytest.raises(CaseError) as err:
+        load_case(tmp_path)  # no images anywhere: refused all the same
+    msg = str(err.value)
+    assert "images_paths.csv: 3 path(s) refused" in msg
+    assert "row 1:" in msg and "'..'" in msg and "row 3:" in msg and "row 4:" in msg and "row 0:" not in msg
+
+
+def test_repeated_paths_refused_or_dropped_keeping_the_first(tmp_path, caplog):
+    paths = ["img/0.jpg", "img/1.jpg", r"img\0.jpg", "img/3.jpg", "img/1.jpg"]
+    make_case(tmp_path, {"a.npy": indexed(5)}, paths)
+    with pytest.raises(CaseError) as err:
+        load_case(tmp_path)
+    msg = str(err.value)
+    assert "2 path(s) listed more than once" in msg and "row 2 repeats row 0" in msg
+    assert "row 4 repeats row 1" in msg and "--drop-bad-rows" in msg
+    case = load_case(tmp_path, drop_bad_rows=True)
+    assert case.dropped_rows == [2, 4] and case.paths == ["img/0.jpg", "img/1.jpg", "img/3.jpg"]
+    np.testing.assert_array_equal(case.descriptors["a"][:, 0], [0, 1, 3])
+    assert any("dropped 2 of 5 rows (2 repeating an earlier row's path" in n for n in case.notes)
+
+
+def test_nan_rows_and_repeated_paths_dropped_together(tmp_path):
+    a = indexed(6)
+    a[1, 1] = np.nan
+    make_case(tmp_path, {"a.npy": a}, ["p/0.jpg", "p/1.jpg", "p/2.jpg", "p/0.jpg", "p/4.jpg", "p/5.jpg"])
+    case = load_case(tmp_path, drop_bad_rows=True)
+    assert case.dropped_rows == [1, 3]
+    np.testing.assert_array_equal(case.descriptors["a"][:, 0], [0, 2, 4, 5])
+    assert any("1 with NaN/inf descriptors, 1 repeating" in n for n in case.notes)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64])
+def test_other_dtypes_converted_to_float32_once_with_a_warning(tmp_path, caplog, dtype):
+    make_case(tmp_path, {"a.npy": indexed(6, dtype=dtype)}, names(6))
+    case = load_case(tmp_path)
+    X = case.descriptors["a"]
+    assert X.dtype == np.float32 and X[:, 0].tolist() == list(range(6))
+    assert f"dtype {np.dtype(dtype).name}, not float32; converted once to float32" in caplog.text
+    caplog.clear()
+    load_case(tmp_path)  # the cache is used: nothing more to say
+    assert "not float32" not in caplog.text
+
+
 def test_same_stem_prefers_npy_with_note(tmp_path):
     make_case(tmp_path, {"a.npy": indexed(3), "a.pickle": indexed(3) * 0}, names(3))
     case = load_case(tmp_path)

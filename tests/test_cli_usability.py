@@ -148,6 +148,18 @@ def test_label_prints_the_path_it_wrote(tmp_path, capsys):
     assert str(target.resolve()) in capsys.readouterr().out and target.is_file()
 
 
+def test_label_warns_about_clusters_left_unnamed(tmp_path, capsys):
+    pd.DataFrame({"path": [f"{i}.jpg" for i in range(6)], "cluster": [0, 1, 1, 2, 3, 3]}).to_csv(
+        tmp_path / "clusters.csv", index=False)
+    pd.DataFrame({"cluster": [0, 2], "name": ["van", ""]}).to_csv(tmp_path / "names.csv", index=False)
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 5 of 6 images have an empty name: cluster(s) 1, 2, 3 have no row or an empty name" in err
+    pd.DataFrame({"cluster": [0, 1, 2, 3], "name": ["a", "b", "c", "d"]}).to_csv(tmp_path / "names.csv", index=False)
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("what", ["missing", "empty", "no-comparison"])
 def test_serve_on_a_folder_that_is_not_a_results_folder_exits_2_before_listening(tmp_path, what):
     folder = tmp_path / "out"
@@ -165,3 +177,42 @@ def test_serve_on_a_folder_that_is_not_a_results_folder_exits_2_before_listening
             "no-comparison": f"{folder / 'comparison.csv'} does not exist"}[what]
     assert r.stderr.strip().splitlines() == [next(s for s in r.stderr.splitlines() if line in s)]
     assert r.stderr.startswith("descluster: error: ")
+
+
+@pytest.mark.parametrize("typed, option, field", [
+    (["--k-min", "0"], "--k-min", "k_min=0"),
+    (["--algorithms", "kmean"], "--algorithms", "algorithms=['kmean']"),
+    (["--preprocessing", "foo"], "--preprocessing", "preprocessings=['foo']"),
+])
+def test_a_bad_option_value_names_the_option_typed(tmp_path, capsys, typed, option, field):
+    assert main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "o"), *typed]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {option}: {field}" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "manifest.json").exists()
+
+
+def test_a_bad_config_value_is_refused_even_when_the_option_overrides_it(tmp_path, capsys):
+    toml = tmp_path / "run.toml"
+    toml.write_text('k_max = "ten"\n')
+    assert main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "o"), "--config", str(toml),
+                 "--k-max", "5"]) == 2
+    assert f"--config {toml}: k_max='ten' is invalid" in capsys.readouterr().err
+    toml.write_text("k_max = 12\n")  # a valid file; the option's bad value is the option's fault
+    assert main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "o"), "--config", str(toml),
+                 "--k-min", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--k-min: k_min=0 is invalid" in err and "--config" not in err
+
+
+def test_every_command_is_listed_in_the_help_epilog_and_the_readme():
+    from descluster.cli import EPILOG
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = list(sub.choices)
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Commands (stable interface)", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    assert len(commands) >= 9
+    for name in commands:
+        assert f"descluster {name} " in EPILOG, name
+        assert f"descluster {name} " in block, name

@@ -25,7 +25,7 @@ def _frame(path):
     return df.drop(columns=[c for c in TIMING if c in df.columns])
 
 
-def test_kill_during_sweep_then_resume_gives_identical_results(demo_slice_case, tmp_path):
+def test_kill_during_sweep_then_resume_gives_identical_results(demo_slice_case, tmp_path, capsys):
     ref = tmp_path / "ref"
     assert main(["run", str(demo_slice_case), "--out", str(ref), *ARGS]) == 0
 
@@ -46,7 +46,13 @@ def test_kill_during_sweep_then_resume_gives_identical_results(demo_slice_case, 
     finished_before = {p.name for p in sweep_dir.glob("*") if not p.name.startswith(".")}
     assert 3 <= len(finished_before) < 3 * 2 * 3
 
+    capsys.readouterr()
     assert main(["run", str(demo_slice_case), "--out", str(out), *ARGS]) == 0
+    said = capsys.readouterr().out
+    stored = sum(1 for _ in (out / ".cache").glob("*/*/meta.json"))
+    assert f"resuming: {out / '.cache'} holds" in said  # the rerun says so before it starts
+    reused = int(said.split("resumed: ", 1)[1].split(" stage(s) reused", 1)[0])
+    assert len(finished_before) <= reused < stored  # at least the finished sweeps; not the stages run now
     assert (out / "clusters.csv").read_bytes() == (ref / "clusters.csv").read_bytes()
     for name in ("clusters_mobilenetv2.csv", "clusters_colour.csv"):
         assert (out / name).read_bytes() == (ref / name).read_bytes()

@@ -280,8 +280,9 @@ def load_case(
         Image folder or ``.zip``; overrides ``case.json`` and the search of
         :func:`find_image_root`.
     drop_bad_rows : bool, default False
-        Remove rows where any descriptor holds NaN/inf (from every descriptor
-        and from the paths) instead of raising.
+        Remove rows where any descriptor holds NaN/inf, and rows that repeat an
+        earlier row's path (from every descriptor and from the paths), instead
+        of raising.
     trust_pickle : bool, default False
         Allow plain ``pickle`` for descriptor pickles (``--trust-pickle``).
     cache_dir : str or PathLike, optional
@@ -297,8 +298,9 @@ def load_case(
         No descriptor files (lists what ``descriptors/`` holds); no
         ``images_paths.csv`` or no ``paths`` column (lists the columns); row
         counts that disagree (names both files and both counts); NaN/inf rows
-        without ``drop_bad_rows`` (names the file, the count, the first rows and
-        their paths); an ``images`` argument that does not exist; malformed
+        or repeated paths without ``drop_bad_rows`` (names the file, the count,
+        the first rows and their paths); an absolute path or one with ``..``
+        (names the rows); an ``images`` argument that does not exist; malformed
         ``case.json``/``labels.csv``.
     UnsafePickleError
         A descriptor pickle outside the NumPy allow-list (see ``io.safe_pickle``).
@@ -316,15 +318,28 @@ def load_case(
     _check_counts(descriptors, files, paths_file, len(paths))
 
     n_total = len(paths)
+    repeats = duplicate_path_rows(paths)
+    if repeats and not drop_bad_rows:
+        shown = "; ".join(f"row {i} repeats row {j} ({paths[i]})" for i, j in list(repeats.items())[:_SHOW])
+        more = f" (and {len(repeats) - _SHOW:,} more)" if len(repeats) > _SHOW else ""
+        raise CaseError(
+            f"{paths_file}: {len(repeats):,} path(s) listed more than once: {shown}{more}. Each image must be "
+            "listed once; fix the list, or rerun with --drop-bad-rows to keep the first row of each path"
+        )
     keep, dropped = _handle_bad_rows(descriptors, files, paths, drop_bad_rows)
+    if repeats:
+        dropped = np.union1d(dropped, np.fromiter(repeats, dtype=np.int64))
+        keep = np.setdiff1d(np.arange(n_total, dtype=np.int64), dropped, assume_unique=True)
     if dropped.size:
         descriptors = {
             stem: _drop(X, keep, dropped, files[stem], cache_dir) for stem, X in descriptors.items()
         }
         paths = [paths[i] for i in keep]
+        why = [f"{len(dropped) - len(repeats):,} with NaN/inf descriptors"] if len(dropped) > len(repeats) else []
+        why += [f"{len(repeats):,} repeating an earlier row's path"] if repeats else []
         msg = (
-            f"dropped {len(dropped):,} of {n_total:,} rows with NaN/inf descriptors "
-            f"(rows {_list(dropped)}); {len(paths):,} rows remain"
+            f"dropped {len(dropped):,} of {n_total:,} rows ({', '.join(why)}; "
+            f"rows {_list(dropped)}); {len(paths):,} rows remain"
         )
         notes.append(msg)
         log.warning(msg)
@@ -495,7 +510,41 @@ def _read_paths(paths_file: Path) -> list[str]:
     empty = [i for i, p in enumerate(paths) if not p.strip()]
     if empty:
         raise CaseError(f"{paths_file}: {len(empty)} empty path(s) in column 'paths', at rows {_list(empty)}")
+    unsafe = []
+    for i, p in enumerate(paths):
+        try:
+            normalise_case_path(p)
+        except UnsafePathError as exc:
+            unsafe.append((i, exc))
+    if unsafe:
+        shown = "; ".join(f"row {i}: {exc}" for i, exc in unsafe[:_SHOW])
+        more = f" (and {len(unsafe) - _SHOW:,} more)" if len(unsafe) > _SHOW else ""
+        raise CaseError(f"{paths_file}: {len(unsafe):,} path(s) refused, nothing is read outside the image "
+                        f"root: {shown}{more}. Paths must be relative to the image folder or .zip")
     return paths
+
+
+def duplicate_path_rows(paths: list[str]) -> dict[int, int]:
+    """Rows whose path repeats an earlier row's path, matched by :func:`~descluster.io.images.path_key`.
+
+    Parameters
+    ----------
+    paths : list of str, length n_images
+        The image paths in row order (``a\\b.jpg`` and ``a/b.jpg`` are the same image).
+
+    Returns
+    -------
+    dict of int -> int
+        Each repeating row mapped to the first row with the same path, in row order; empty when every
+        path is distinct.
+    """
+    first: dict[str, int] = {}
+    repeats: dict[int, int] = {}
+    for i, p in enumerate(paths):
+        j = first.setdefault(path_key(p), i)
+        if j != i:
+            repeats[i] = j
+    return repeats
 
 
 def _check_counts(descriptors: dict[str, np.ndarray], files: dict[str, Path], paths_file: Path, n_paths: int) -> None:

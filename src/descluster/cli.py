@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import DesclusterError
+from .errors import DesclusterError, ParameterError
 
 
 
@@ -65,11 +65,22 @@ documented rule, compares descriptors and their mixtures by label-free criteria,
 labelling team names the clusters."""
 
 EPILOG = """\
-commands in order:
+a typical session, in order:
   descluster extract IMAGES --out CASE     descriptors for a folder or .zip of images -> a case folder
   descluster run CASE --out OUT            the study; open OUT/report.html first
-  descluster demo --out OUT                extract + run on the built-in tiny-vehicles images
+  descluster serve OUT                     label in the browser (prints a local URL with a token)
+  descluster labels export OUT             the session's labels -> OUT/labels.csv (or --label-studio, --folders)
+  or, naming whole clusters in a file instead of the browser:
   descluster label OUT --names names.csv   apply cluster names -> OUT/labels.csv
+
+other commands:
+  descluster demo --out OUT                extract + run on the built-in tiny-vehicles images
+  descluster simulate OUT --truth T.csv --column COL
+                                           the labelling loop's cost in decisions, answered from known labels
+  descluster labels status OUT             each labelling task's progress
+  descluster assign NEW_CASE --model OUT --out OUT2
+                                           new images -> the clusters and flags of a finished run
+  descluster convert CASE                  Zarr stores of a case's descriptors (for run --engine dask)
 
 `descluster COMMAND -h` lists the options of a command, each with its default."""
 
@@ -179,8 +190,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pixel-checks", action="store_true",
                    help="skip the pixel quality checks (default: every image is checked)")
     p.add_argument("--drop-bad-rows", action="store_true",
-                   help="drop rows with NaN/inf, recorded in manifest.json (default: such a case is refused, "
-                        "naming the rows)")
+                   help="drop rows with NaN/inf and rows repeating an earlier row's path, recorded in manifest.json "
+                        "(default: such a case is refused, naming the rows)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="UNSAFE: load descriptor pickles with the unrestricted unpickler, which can run code "
                         "(default: a restricted unpickler that admits NumPy arrays only)")
@@ -306,9 +317,43 @@ def _config_from(args: argparse.Namespace):
         pixel_checks=False if args.no_pixel_checks else None,
         drop_bad_rows=True if args.drop_bad_rows else None, trust_pickle=True if args.trust_pickle else None,
     )
-    if args.config is not None:
-        return RunConfig.from_toml(args.config, **overrides)
-    return RunConfig.from_dict({}, **overrides)
+    base = RunConfig.from_toml(args.config) if args.config is not None else None  # the file is checked alone
+    try:
+        return base.replace(**overrides) if base is not None else RunConfig.from_dict({}, **overrides)
+    except ParameterError as exc:
+        raise _name_the_option(exc, overrides) from None
+
+
+#: The command-line option that sets each parameter of ``run`` (RunConfig fields) and ``simulate``, so that an
+#: error about a value the user typed names the option as typed.
+_OPTION_OF = {
+    "preprocessings": "--preprocessing", "full_preprocessings": "--full-preprocessing", "algorithms": "--algorithms",
+    "every_scaler_algorithms": "--every-scaler", "k_min": "--k-min", "k_max": "--k-max",
+    "variance_target": "--variance-target", "max_components": "--max-components", "seed": "--seed",
+    "embedding": "--embedding", "propagation": "--propagation", "random_state": "--seed", "budget": "--budget",
+}
+
+
+def _name_the_option(exc: ParameterError, typed: dict) -> ParameterError:
+    """``exc`` prefixed with the option that set its parameter (``--k-min: k_min=0 is invalid: ...``).
+
+    Parameters
+    ----------
+    exc : ParameterError
+        Its message starts ``<parameter>=`` (the format of :mod:`descluster.validation`).
+    typed : dict of str -> value
+        Parameter values given on the command line (None: not given).
+
+    Returns
+    -------
+    ParameterError
+        A new error naming the option when the parameter is one of :data:`_OPTION_OF` and was typed;
+        otherwise ``exc`` itself.
+    """
+    m = re.match(r"([a-z_]+)=", str(exc))
+    if m and m.group(1) in _OPTION_OF and typed.get(m.group(1)) is not None:
+        return ParameterError(f"{_OPTION_OF[m.group(1)]}: {exc}")
+    return exc
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
@@ -336,6 +381,10 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
                      trust_pickle=config.case.trust_pickle)
     engine = make_engine(getattr(args, "engine", "local"), scheduler=getattr(args, "scheduler", None),
                          n_workers=getattr(args, "workers", None))
+    stored = sum(1 for _ in (out / ".cache").glob("*/*/meta.json"))
+    if stored:
+        print(f"resuming: {out / '.cache'} holds {stored:,} finished stage(s) of an earlier run; those with the "
+              "same inputs and parameters are reused, the rest computed", flush=True)
     try:
         if engine.name != "local":
             print(engine.describe(), flush=True)  # the dashboard link first
@@ -419,8 +468,12 @@ def _run_labelling(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         from .labelling.simulate import simulate, summary_line
 
-        result = simulate(args.results, args.truth, args.column, budget=args.budget, propagation=args.propagation,
-                          random_state=args.seed, baselines=not args.no_baselines, identity=args.identity)
+        try:
+            result = simulate(args.results, args.truth, args.column, budget=args.budget, propagation=args.propagation,
+                              random_state=args.seed, baselines=not args.no_baselines, identity=args.identity)
+        except ParameterError as exc:
+            raise _name_the_option(exc, {"budget": args.budget, "propagation": args.propagation,
+                                         "random_state": args.seed}) from None
         print(summary_line(result))
         return 0
     from .labelling.export import LABEL_STUDIO_PREFIX, export_image_folders, export_label_studio, export_labels_csv
@@ -494,6 +547,12 @@ def main(argv: list[str] | None = None) -> int:
             table = apply_names(args.results, args.names, out=args.out)
             written = args.out if args.out is not None else args.results / "labels.csv"
             print(f"labels written: {written.resolve()} ({len(table):,} rows)")
+            unnamed = table.loc[table["name"] == "", "cluster"]
+            if len(unnamed):
+                ids = sorted(int(c) for c in unnamed.unique())
+                shown = ", ".join(map(str, ids[:20])) + (f", ... ({len(ids) - 20} more)" if len(ids) > 20 else "")
+                print(f"descluster: warning: {len(unnamed):,} of {len(table):,} images have an empty name: "
+                      f"cluster(s) {shown} have no row or an empty name in {args.names}", file=sys.stderr)
             return 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and exit code 2
         return report_failure(exc, getattr(args, "out", None))
@@ -511,8 +570,6 @@ def check_outputs(args: argparse.Namespace) -> None:
     ParameterError
         Naming the option, the path and what is wrong with it.
     """
-    from .errors import ParameterError
-
     if args.command == "label":
         if args.out is not None and args.out.is_dir():
             raise ParameterError(f"--out {args.out}: is a folder; give the CSV file to write, "
@@ -533,8 +590,6 @@ def writable_folder(folder: Path, flag: str) -> None:
         The path is an existing file, lies under a file, or cannot be created or written.
     """
     import tempfile
-
-    from .errors import ParameterError
 
     if folder.exists() and not folder.is_dir():
         raise ParameterError(f"{flag} {folder}: is an existing file; give a folder (it is created if missing)")

@@ -167,7 +167,8 @@ def run_summary(result, out_dir) -> list[str]:
     list of str
         The recommended configuration in words with its score; the cluster sizes;
         flagged images in total and per rule; duplicate groups; the external check
-        where labels exist; the files to open next.
+        where labels exist; how many stages were reused from an earlier run (from
+        ``result.meta["cache"]``, when any were); the files to open next.
     """
     from .outliers.tally import flag_counts, rule_title
 
@@ -201,6 +202,11 @@ def run_summary(result, out_dir) -> list[str]:
         name = col[4:]
         ari = f", ari_{name} = {rec['ari_' + name]:.3f}" if f"ari_{name}" in rec else ""
         lines.append(f"external check (not used for any choice): {col} = {rec[col]:.3f}{ari}")
+    cache = (getattr(result, "meta", None) or {}).get("cache") or {}
+    if cache.get("reused"):
+        took = cache.get("reused_compute_total_s") or 0.0
+        lines.append(f"resumed: {cache['reused']:,} stage(s) reused from an earlier run in {out / '.cache'} "
+                     f"(computing them took {took / 60:.1f} min), {cache.get('computed', 0):,} computed in this run")
     lines.append(f"open next: {out / 'report.html'} (clusters to name, then Outliers); "
                  f"then the rows of {out / 'outliers.csv'} with flagged = 1, in rank order")
     lines.append(f"all results: {out} (clusters.csv, study.csv, comparison.csv, outliers.csv, manifest.json)")

@@ -508,8 +508,8 @@ def make_propagation(propagation="smoothed") -> Propagation:
         return clone(propagation)
     if isinstance(propagation, str) and propagation in PROPAGATIONS:
         return PROPAGATIONS[propagation]()
-    raise ParameterError(f"propagation={propagation!r}: valid names are {', '.join(PROPAGATIONS)} "
-                         "or a Propagation instance")
+    raise ParameterError(f"propagation={propagation!r} is unknown; valid: {', '.join(PROPAGATIONS)} "
+                         "(from Python, also a Propagation instance)")
 
 
 # --------------------------------------------------------------------------- space choice
