@@ -91,10 +91,41 @@ def test_foreground_mask_equals_the_whole_matrix_computation(images):
     rng = np.random.default_rng(5)
     smalls = [P._small(P._bounded(im)) for _, im in images[::2]]
     smalls += [rng.integers(0, 256, size=(s, s, 3), dtype=np.uint8) for s in (3, 7, 20, 32, 45)]
+    # few colours: ties among the distances (16-bit keys and exact values) and blocks pruned by L*
+    smalls += [(rng.integers(0, 4, size=(32, 32, 3)) * 60).astype(np.uint8) for _ in range(3)]
+    framed = np.full((32, 32, 3), (200, 30, 40), dtype=np.uint8)
+    framed[8:24, 6:26] = rng.integers(0, 256, size=(16, 20, 3))
+    smalls += [framed, np.full((32, 32, 3), 128, dtype=np.uint8)]
     for small in smalls:
         mask, share = P.foreground_mask(small)
         assert np.array_equal(mask, _foreground_reference(small))
         assert share == pytest.approx(mask.mean())
+
+
+def test_kth_smallest_equals_numpy_partition():
+    rng = np.random.default_rng(8)
+    for t in range(60):
+        n, m = int(rng.integers(1, 140)), int(rng.integers(1, 400))
+        x = rng.normal(size=(n, m)) * 10.0 ** rng.uniform(-12, 5)
+        if t % 3 == 1:  # ties, zeros of both signs, tiny negatives (as rounding leaves in squared distances)
+            x = np.round(np.abs(x), 1) * rng.choice([1.0, -1e-13], size=(n, m))
+            x[rng.random((n, m)) < 0.2] = -0.0
+        if t % 3 == 2:
+            x = np.repeat(rng.uniform(0, 1e4, size=(n, 1)), m, axis=1)  # a row of one value
+        kth = int(rng.integers(0, m))
+        assert np.array_equal(P._kth_smallest(np.ascontiguousarray(x), kth), np.partition(x, kth, axis=1)[:, kth])
+
+
+def test_whole_number_helpers_equal_the_general_ones():
+    rng = np.random.default_rng(9)
+    for shape in ((4, 4), (37, 53), (128, 128)):
+        g = rng.integers(0, 256, size=shape).astype(np.float64)
+        pad = P._pad1(g)
+        for axis in (0, 1):
+            assert np.array_equal(P._sobel_abs4_whole(pad, axis), P._sobel_abs4(pad, axis))
+        assert P._blur_effect(g, pad, whole=True) == P.blur_effect(g)
+    a = rng.integers(0, 256, size=(9, 7, 3), dtype=np.uint8)
+    assert np.array_equal(P._channel_min(a), a.min(axis=2))
 
 
 def test_largest_square_within():

@@ -56,6 +56,10 @@ COLOUR_NAMES: tuple[str, ...] = (
 NEUTRAL_NAMES: frozenset[str] = frozenset({"white", "silver", "grey", "black"})
 #: CIEDE2000 lightness weight (see module notes).
 K_L = 2.0
+#: Indices into :data:`COLOUR_NAMES`: black; white, silver and grey; the hue names (for :func:`name_from_shares`).
+_BLACK = COLOUR_NAMES.index("black")
+_NEUTRAL = [COLOUR_NAMES.index(n) for n in ("white", "silver", "grey")]
+_HUES = [i for i, n in enumerate(COLOUR_NAMES) if n not in NEUTRAL_NAMES]
 #: sRGB levels per channel of the naming lookup table.
 LUT_LEVELS = 32
 
@@ -227,8 +231,8 @@ def pixel_name_index(rgb: np.ndarray) -> np.ndarray:
     a = np.asarray(rgb)
     if a.shape[-1:] != (3,):
         raise ParameterError(f"rgb must have 3 channels in its last axis; got shape {a.shape}")
-    q = (np.clip(a, 0, 255).astype(np.int64) * LUT_LEVELS) // 256
-    return _lut()[q[..., 0], q[..., 1], q[..., 2]]
+    q = ((a if a.dtype == np.uint8 else np.clip(a, 0, 255)).astype(np.intp) * LUT_LEVELS) // 256  # uint8: in range
+    return _lut().ravel()[(q[..., 0] * LUT_LEVELS + q[..., 1]) * LUT_LEVELS + q[..., 2]]  # = _lut()[q0, q1, q2]
 
 
 def colour_name(rgb) -> str:
@@ -333,7 +337,11 @@ def lit_lightness(rgb: np.ndarray, weights: np.ndarray, index: np.ndarray | None
     keep = (idx != COLOUR_NAMES.index("black")) & (w > 0)
     if not keep.any():
         return float("nan")
-    lstar = rgb_to_lab(rgb[keep].astype(np.float64))[:, 0] if lightness is None else np.asarray(lightness).ravel()[keep]
+    if lightness is None:
+        px = rgb[keep]  # 8-bit pixels take rgb_to_lab's lookup of the linearisation: the same numbers, faster
+        lstar = rgb_to_lab(px if px.dtype == np.uint8 else px.astype(np.float64))[:, 0]
+    else:
+        lstar = np.asarray(lightness).ravel()[keep]
     return weighted_quantile(lstar, w[keep], LIT_QUANTILE)
 
 
@@ -382,9 +390,7 @@ def name_from_shares(shares: np.ndarray, lit: float) -> tuple[str, float, str, f
     if total <= 0:
         return "", 0.0, "", 0.0
     mass = np.nan_to_num(mass) / total
-    black = COLOUR_NAMES.index("black")
-    neutral = [COLOUR_NAMES.index(n) for n in ("white", "silver", "grey")]
-    hues = [i for i, n in enumerate(COLOUR_NAMES) if n not in NEUTRAL_NAMES]
+    black, neutral, hues = _BLACK, _NEUTRAL, _HUES
     if mass[black] >= 0.5:
         chosen, share = black, float(mass[black])
     elif mass[hues].sum() > mass[neutral].sum():
@@ -397,10 +403,11 @@ def name_from_shares(shares: np.ndarray, lit: float) -> tuple[str, float, str, f
         else:
             chosen = neutral[int(np.argmax(mass[neutral]))]
         share = float(mass[neutral].sum())
-    rest = [i for i in np.argsort(-mass, kind="stable") if i != chosen and mass[i] > 0]
+    values = mass.tolist()  # Python floats: the same numbers, cheaper to compare one by one
+    rest = [i for i in np.argsort(-mass, kind="stable").tolist() if i != chosen and values[i] > 0]
     if not rest:
         return COLOUR_NAMES[chosen], share, "", 0.0
-    return COLOUR_NAMES[chosen], share, COLOUR_NAMES[rest[0]], float(mass[rest[0]])
+    return COLOUR_NAMES[chosen], share, COLOUR_NAMES[rest[0]], values[rest[0]]
 
 
 def name_object(rgb: np.ndarray, weights: np.ndarray) -> tuple[str, float, str, float]:
