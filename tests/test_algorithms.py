@@ -150,3 +150,20 @@ def test_scikit_learn_estimator_checks(name):
 
 #: Checks an adapter is expected to fail, with the reason (none so far).
 EXPECTED: dict[str, dict[str, str]] = {}
+
+
+def test_gmm_that_does_not_converge_says_so_in_converged_not_on_the_console(monkeypatch):
+    import warnings
+    from functools import partial
+
+    import sklearn.mixture
+    from descluster.cluster.algorithms import make_algorithm
+
+    X = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    monkeypatch.setattr(sklearn.mixture, "GaussianMixture", partial(sklearn.mixture.GaussianMixture, max_iter=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning that escaped would fail here
+        gmm = make_algorithm("gmm", n_clusters=5).fit(X)
+    assert gmm.converged_ is False and gmm.n_iter_ == 1 and gmm.labels_.shape == (400,)
+    monkeypatch.undo()
+    assert make_algorithm("gmm", n_clusters=2).fit(X).converged_ is True

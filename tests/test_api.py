@@ -127,6 +127,9 @@ def test_assign_reproduces_the_study_labels(fitted):
         assert agree >= 0.99, (key, agree)
     assert assigned["confidence"].between(0, 1).all()
     assert assigned["flagged"].mean() < 0.05 and assigned["far"].mean() < 0.05
+    # the study's own images are as far as the study said its own images are: the expected share is measured
+    summary = result.assign(case).drift.summary
+    assert summary["far_share"] == pytest.approx(summary["expected_far_share"], abs=1e-6)
 
 
 def test_assign_new_images_finds_a_new_group_and_refuses_other_descriptors(fitted, tmp_path):

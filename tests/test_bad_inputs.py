@@ -129,7 +129,7 @@ def test_huge_k_max_is_capped_with_the_numbers(tmp_path):
     paths = make_case(tmp_path / "case", 60, images=False)
     proc = cli("run", tmp_path / "case", "--out", tmp_path / "out", *FAST, "--k-max", "100000", timeout=300)
     assert_ok(proc, tmp_path / "out", paths)
-    assert "--k-max 100000 capped to 6" in proc.stderr and "60 images" in proc.stderr
+    assert "k_max = 100000 (--k-max, or its default) capped to 6" in proc.stderr and "60 images" in proc.stderr
     study = pd.read_csv(tmp_path / "out" / "study.csv")
     assert study["k"].max() <= 6
 

@@ -135,7 +135,6 @@ def test_drop_bad_rows_keeps_alignment(tmp_path, caplog):
         np.testing.assert_array_equal(X[:, 0], kept)
         assert np.isfinite(X).all()
     assert any("dropped 2 of 20 rows" in n and "5, 17" in n for n in case.notes)
-    assert "dropped 2 of 20 rows" in caplog.text
     again = load_case(tmp_path, drop_bad_rows=True)  # reuses the cached copies
     np.testing.assert_array_equal(again.descriptors["b"], case.descriptors["b"])
 

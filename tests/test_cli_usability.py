@@ -216,3 +216,23 @@ def test_every_command_is_listed_in_the_help_epilog_and_the_readme():
     for name in commands:
         assert f"descluster {name} " in EPILOG, name
         assert f"descluster {name} " in block, name
+
+
+def test_a_refused_run_leaves_no_empty_output_folder(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["run", str(tmp_path / "no-case"), "--out", str(out)]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    assert main(["run", str(tmp_path / "no-case"), "--out", str(kept)]) == 2
+    assert kept.is_dir()  # a folder the user made is never removed
+
+
+def test_embedding_umap_without_umap_learn_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "umap" else real(name, *a))
+    assert main(["run", str(tmp_path / "case"), "--out", str(tmp_path / "o"), "--embedding", "umap"]) == 2
+    err = capsys.readouterr().err
+    assert "--embedding umap: umap-learn is not installed; pip install \".[umap]\"" in err

@@ -149,7 +149,9 @@ def test_centroid_distances_with_given_centroids():
 def test_unknown_key():
     with pytest.raises(ParameterError, match="key='nope'"):
         cluster_facts(_result(), key="nope")
-    assert describe({"cluster": 0}) == "Vehicles."
+    assert describe({"cluster": 0}) == "Images."  # no vehicle evidence at all: nothing claims vehicles
+    assert describe({"cluster": 0, "vehicle_median": float("nan")}) == "Images."
+    assert describe({"cluster": 0, "vehicle_median": 0.8}) == "Vehicles."
 
 
 def test_cluster_colour_comes_from_the_object_pixels_not_a_count_of_names():
@@ -184,7 +186,7 @@ def test_a_mixed_cluster_says_its_colour_word_comes_from_the_object_pixels():
     """The demo's motorbike cluster: neutral object pixels (silver by the lit face) while the most frequent
     image name is black; the sentence must not claim silver is the most frequent name."""
     facts = {"cluster": 5, "colour": "silver", "colour_share": 0.41, "colour_basis": "object pixels",
-             "colour_lit_lightness": 74.4, "colours": "black 46%, silver 36%, grey 12%"}
+             "colour_lit_lightness": 74.4, "colours": "black 46%, silver 36%, grey 12%", "vehicle_median": 0.7}
     d = describe(facts)
     assert d.startswith("Vehicles of mixed colours, their object pixels leaning silver (white, silver and grey 41% "
                         "of the object pixels, lit face L* 74; images named black 46%, silver 36%, grey 12%)")

@@ -410,6 +410,13 @@ def test_cli_labels_export_and_status(results, tmp_path, capsys):
 
     out, truth = results
     s = Session(out)  # the default database OUT/labels.sqlite
+    s.close()
+    assert main(["labels", "status", str(out)]) == 0
+    assert "no task yet" in capsys.readouterr().out
+    assert main(["labels", "export", str(out)]) == 2  # nothing to export: refused, nothing written
+    assert "has no task yet, so nothing to export" in capsys.readouterr().err
+    assert not (out / "labels.csv").exists()
+    s = Session(out)
     s.add_task("kind", ["k0", "k1", "k2", "k3"])
     _answer_by_truth(s, truth, s.next_question("kind"))
     s.close()
@@ -419,6 +426,14 @@ def test_cli_labels_export_and_status(results, tmp_path, capsys):
     assert main(["labels", "export", str(out), "--csv", str(tmp_path / "l.csv"), "--label-studio",
                  str(tmp_path / "l.json")]) == 0
     assert (tmp_path / "l.csv").is_file() and (tmp_path / "l.json").is_file()
+    named = "path,cluster,name\na.jpg,0,van\n"  # what `descluster label` wrote: never replaced by an export
+    (out / "labels.csv").write_text(named)
+    assert main(["labels", "export", str(out)]) == 2
+    assert "holds the cluster names written by `descluster label`" in capsys.readouterr().err
+    assert (out / "labels.csv").read_text() == named
+    (out / "labels.csv").unlink()
+    assert main(["labels", "export", str(out)]) == 0 and "kind" in (out / "labels.csv").read_text().splitlines()[0]
+    (out / "labels.csv").unlink()
     assert main(["labels", "export", str(tmp_path / "nowhere")]) == 2
     assert "labels.sqlite does not exist" in capsys.readouterr().err
     (out / "labels.sqlite").unlink()

@@ -70,6 +70,25 @@ def test_given_clusters_are_judged_too():
     assert (row["level"], row["group"], row["size"]) == ("cluster", 6, 100)
 
 
+@pytest.mark.parametrize("block_share, flagged", [(None, True), (0.02, True), (0.9, False)])
+def test_a_texture_free_group_is_junk_unless_it_shows_vehicles(block_share, flagged):
+    """A smooth block (low sharpness and entropy): fog or sky frames when nothing says vehicle, but a block of
+    trailers' flat sides when the ImageNet head sees vehicles in it: never flagged for low information then."""
+    X, shares, paths = _vehicles_and_block(6)
+    rng = np.random.default_rng(6)
+    sharp = np.r_[np.exp(rng.normal(np.log(0.1), 0.3, 900)), np.full(100, 0.004)]
+    entropy = np.r_[rng.normal(7.0, 0.3, 900), np.full(100, 3.0)]
+    if block_share is not None:
+        shares[900:] = block_share
+    det = GroupOutlierDetector().fit(X, vehicle_share=None if block_share is None else shares, sharpness=sharp,
+                                     entropy=entropy)
+    assert det.flags_[900:].all() if flagged else not det.flags_[900:].any()
+    assert not det.flags_[:900].any()
+    if flagged:
+        assert "low information (median entropy 3.0 bits" in det.reasons_[950]
+    assert "median vehicle share under 0.5 (or unknown)" in det.thresholds_["group:sub-cluster:low-information"]
+
+
 def test_parameters_checked_and_helpers():
     X, shares, paths = _vehicles_and_block(5, n_clean=60, n_block=10)
     with pytest.raises(ParameterError, match="vehicle_share has 3"):

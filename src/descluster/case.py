@@ -140,8 +140,8 @@ class Case:
         ------
         CaseError
             No descriptors, a matrix that is not 2-D or holds no rows, row counts that differ
-            from ``len(paths)`` (named), NaN/inf rows (the first rows listed), empty paths, or
-            labels of the wrong length.
+            from ``len(paths)`` (named), NaN/inf rows (the first rows listed), empty, absolute or
+            ``..`` paths, a path given twice, or labels of the wrong length.
         """
         paths = [str(p) for p in paths]
         if not descriptors:
@@ -149,6 +149,8 @@ class Case:
         if not paths or any(not p.strip() for p in paths):
             raise CaseError(f"paths: {len(paths)} paths given, {sum(not p.strip() for p in paths)} empty; "
                             "give one non-empty path per row")
+        refuse_unsafe_paths(paths, "paths")
+        refuse_repeated_paths(paths, duplicate_path_rows(paths), "paths", "give one row per image")
         arrays = {}
         for kind in sorted(descriptors):
             X = np.asarray(descriptors[kind], dtype=np.float32)
@@ -319,13 +321,9 @@ def load_case(
 
     n_total = len(paths)
     repeats = duplicate_path_rows(paths)
-    if repeats and not drop_bad_rows:
-        shown = "; ".join(f"row {i} repeats row {j} ({paths[i]})" for i, j in list(repeats.items())[:_SHOW])
-        more = f" (and {len(repeats) - _SHOW:,} more)" if len(repeats) > _SHOW else ""
-        raise CaseError(
-            f"{paths_file}: {len(repeats):,} path(s) listed more than once: {shown}{more}. Each image must be "
-            "listed once; fix the list, or rerun with --drop-bad-rows to keep the first row of each path"
-        )
+    if not drop_bad_rows:
+        refuse_repeated_paths(paths, repeats, str(paths_file),
+                              "fix the list, or rerun with --drop-bad-rows to keep the first row of each path")
     keep, dropped = _handle_bad_rows(descriptors, files, paths, drop_bad_rows)
     if repeats:
         dropped = np.union1d(dropped, np.fromiter(repeats, dtype=np.int64))
@@ -341,8 +339,7 @@ def load_case(
             f"dropped {len(dropped):,} of {n_total:,} rows ({', '.join(why)}; "
             f"rows {_list(dropped)}); {len(paths):,} rows remain"
         )
-        notes.append(msg)
-        log.warning(msg)
+        notes.append(msg)  # said once, with the other notes (console.describe_case, the report)
 
     source = _open_images(root, images, meta, paths, notes)
     missing: list[str] = []
@@ -510,6 +507,25 @@ def _read_paths(paths_file: Path) -> list[str]:
     empty = [i for i, p in enumerate(paths) if not p.strip()]
     if empty:
         raise CaseError(f"{paths_file}: {len(empty)} empty path(s) in column 'paths', at rows {_list(empty)}")
+    refuse_unsafe_paths(paths, str(paths_file))
+    return paths
+
+
+def refuse_unsafe_paths(paths: list[str], source: str) -> None:
+    """Raise unless every path is relative to the image root (:func:`~descluster.io.images.normalise_case_path`).
+
+    Parameters
+    ----------
+    paths : list of str, length n_images
+    source : str
+        Where the paths come from, for the message (a file, or ``"paths"``).
+
+    Raises
+    ------
+    CaseError
+        Naming ``source``, the count and the first rows (0-based data rows) of absolute paths and
+        paths with ``..``: nothing is ever read outside the image root.
+    """
     unsafe = []
     for i, p in enumerate(paths):
         try:
@@ -519,9 +535,23 @@ def _read_paths(paths_file: Path) -> list[str]:
     if unsafe:
         shown = "; ".join(f"row {i}: {exc}" for i, exc in unsafe[:_SHOW])
         more = f" (and {len(unsafe) - _SHOW:,} more)" if len(unsafe) > _SHOW else ""
-        raise CaseError(f"{paths_file}: {len(unsafe):,} path(s) refused, nothing is read outside the image "
-                        f"root: {shown}{more}. Paths must be relative to the image folder or .zip")
-    return paths
+        raise CaseError(f"{source}: {len(unsafe):,} path(s) refused, nothing is read outside the image "
+                        f"root (rows counted from 0, the header not counted): {shown}{more}")
+
+
+def refuse_repeated_paths(paths: list[str], repeats: dict[int, int], source: str, way_out: str) -> None:
+    """Raise if ``repeats`` (:func:`duplicate_path_rows` of ``paths``) is not empty.
+
+    Raises
+    ------
+    CaseError
+        Naming ``source``, the count and the first repeating rows with the row they repeat, then ``way_out``.
+    """
+    if repeats:
+        shown = "; ".join(f"row {i} repeats row {j} ({paths[i]})" for i, j in list(repeats.items())[:_SHOW])
+        more = f" (and {len(repeats) - _SHOW:,} more)" if len(repeats) > _SHOW else ""
+        raise CaseError(f"{source}: {len(repeats):,} path(s) listed more than once (rows counted from 0): "
+                        f"{shown}{more}. Each image must be listed once; {way_out}")
 
 
 def duplicate_path_rows(paths: list[str]) -> dict[int, int]:

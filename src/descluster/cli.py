@@ -377,6 +377,12 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
     from .pipeline import run_study
 
     config = _config_from(args)
+    if config.embedding.method == "umap":
+        import importlib.util
+
+        if importlib.util.find_spec("umap") is None:  # asked for by name: refused, not replaced by t-SNE
+            raise ParameterError('--embedding umap: umap-learn is not installed; pip install ".[umap]" in the '
+                                 "descluster folder, or choose --embedding tsne or pca")
     case = load_case(case_dir, images=images, drop_bad_rows=config.case.drop_bad_rows,
                      trust_pickle=config.case.trust_pickle)
     engine = make_engine(getattr(args, "engine", "local"), scheduler=getattr(args, "scheduler", None),
@@ -405,8 +411,8 @@ def _assign(case_dir: Path, model_dir: Path, out: Path, images: Path | None, tru
     print(f"assigned {len(t):,} images to {t['cluster'].nunique()} clusters; {int(t['flagged'].sum()):,} flagged")
     if assignment.drift is not None:
         s = assignment.drift.summary
-        print(f"drift: {s['far']:,} far from every cluster ({s['far_share']:.1%}, about "
-              f"{s['expected_far_share']:.0%} expected), {s['new_groups']} new dense group(s), cluster shares "
+        print(f"drift: {s['far']:,} far from every cluster ({s['far_share']:.1%}; "
+              f"{s['expected_far_share']:.1%} of the study's own images), {s['new_groups']} new dense group(s), cluster shares "
               f"shifted by {s['total_variation']:.3f} (total variation)")
     for task in assignment.model.labelling:
         counts = t[f"label_{task}"].value_counts()
@@ -427,7 +433,7 @@ def _add_labelling_commands(sub) -> None:
     p.add_argument("results", type=Path, help="results folder of `descluster run` (required)")
     p.add_argument("--truth", type=Path, required=True, help="CSV with a path column and the truth column (required)")
     p.add_argument("--column", required=True, help="truth column (the task's attribute) (required)")
-    p.add_argument("--budget", type=int, help="stop after this many decisions (default: min(images, 1000)))")
+    p.add_argument("--budget", type=int, help="stop after this many decisions (default: min(images, 1000))")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     p.add_argument("--propagation", default="smoothed", help="smoothed, logistic, spreading or knn (default: smoothed)")
     p.add_argument("--no-baselines", action="store_true", help="skip baselines (a)-(d) (default: they are measured)")
@@ -484,6 +490,8 @@ def _run_labelling(args: argparse.Namespace) -> int:
         raise LabellingError(f"{args.results / DB_NAME} does not exist: no labelling session in {args.results}")
     with Session(args.results, refit="sync") as session:
         if args.labels_command == "status":
+            if not session.tasks():
+                print(f"no task yet in {args.results / DB_NAME}: add one in `descluster serve RESULTS`")
             for t in session.tasks():
                 print(json.dumps(session.progress(t["name"]), default=float))
             return 0
@@ -513,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(labelling_only=argv[:1] == ["serve"])
     args = parser.parse_args(argv)
     configure_logging()
+    # output folders this command would create: a failure leaves none of them behind empty
+    new_folders = [Path(p) for p in (getattr(args, "out", None), getattr(args, "case", None) if args.command == "demo"
+                                     else None) if p is not None and not Path(p).exists()]
     try:
         if args.command in LABELLING_COMMANDS:
             return _run_labelling(args)
@@ -555,7 +566,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"cluster(s) {shown} have no row or an empty name in {args.names}", file=sys.stderr)
             return 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and exit code 2
-        return report_failure(exc, getattr(args, "out", None))
+        code = report_failure(exc, getattr(args, "out", None))
+        for folder in new_folders:
+            try:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            except OSError:
+                pass
+        return code
     return 1
 
 

@@ -70,7 +70,9 @@ def describe_case(case) -> list[str]:
     if case.labels is not None:
         cols = [c for c in case.labels.columns if c != "path"]
         lines.append(f"labels: {', '.join(cols) or 'no label columns'} (for external checks only; never used to choose)")
-    lines += [f"note: {note}" for note in case.notes if "are missing from" not in note or not case.missing_images]
+    said = ("are missing from",) if case.missing_images else ()
+    said += ("no image folder or .zip found",) if case.images is None else ()  # the images line says so
+    lines += [f"note: {note}" for note in case.notes if not any(s in note for s in said)]
     return lines
 
 
@@ -88,7 +90,8 @@ def _extraction_unreadable(root: Path) -> list[str]:
     if "path" not in table.columns:
         return []
     errors = table["error"] if "error" in table.columns else [""] * len(table)
-    return [f"{p}: {e}" if e else str(p) for p, e in zip(table["path"], errors)]
+    # an error that already starts with its path (ImageReadError's form) is shown once
+    return [(e if e.startswith(f"{p}: ") else f"{p}: {e}") if e else str(p) for p, e in zip(table["path"], errors)]
 
 
 def unreadable_lines(quality: pd.DataFrame | None, missing=()) -> list[str]:
@@ -206,8 +209,9 @@ def run_summary(result, out_dir) -> list[str]:
     if cache.get("reused"):
         took = cache.get("reused_compute_total_s") or 0.0
         lines.append(f"resumed: {cache['reused']:,} stage(s) reused from an earlier run in {out / '.cache'} "
-                     f"(computing them took {took / 60:.1f} min), {cache.get('computed', 0):,} computed in this run")
-    lines.append(f"open next: {out / 'report.html'} (clusters to name, then Outliers); "
+                     f"(their compute times, some in parallel, add up to {took / 60:.1f} min), "
+                     f"{cache.get('computed', 0):,} computed in this run")
+    lines.append(f"open next: {out / 'report.html'} (clusters to name, then Suspicious images); "
                  f"then the rows of {out / 'outliers.csv'} with flagged = 1, in rank order")
     lines.append(f"all results: {out} (clusters.csv, study.csv, comparison.csv, outliers.csv, manifest.json)")
     return lines

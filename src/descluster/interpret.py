@@ -405,11 +405,14 @@ def describe(facts: dict, label_columns: list[str] = ()) -> str:
         e.g. ``"Mostly white vehicles (white 78%, silver 12%, black 5%), bright daylight;
         ImageNet: minivan 46%, moving van 21%. Sets it apart: folder minibus/ 92% (17%
         overall), moving van 21% (3% overall). 88% of images share one vehicle_type (minibus).
-        Typical size 100×100 px."``; a cluster without vehicle evidence starts
-        ``"No vehicle: images ..."``.
+        Typical size 100×100 px."``; a cluster with low vehicle evidence starts
+        ``"No vehicle: images ..."``, and one without any (no ImageNet summary, ``vehicle_median``
+        NaN or missing) says ``"images"``, not ``"vehicles"``.
     """
     no_vehicle = bool(facts.get("no_vehicle", False))
-    thing = "images" if no_vehicle else "vehicles"
+    evidence = facts.get("vehicle_median", np.nan)
+    # "vehicles" only where the ImageNet head saw them: without it (no meta/imagenet.csv) nothing says so
+    thing = "images" if no_vehicle or evidence is None or evidence != evidence else "vehicles"
     colour, cshare = facts.get("colour"), facts.get("colour_share", np.nan)
     detail = facts.get("colours") or ""
     if colour and facts.get("colour_basis") == "object pixels":

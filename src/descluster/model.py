@@ -418,6 +418,11 @@ class DriftReference:
     new_group_min : int
     counts : dict of int -> int
         Study images per recommended cluster (-1 = noise).
+    own_far_share : float or None
+        Share of the study's own rows beyond their centre's radius: what "far" means for
+        images like the study's. About ``1 - quantile`` for large clusters, more for small
+        ones (the quantile of a few distances, interpolated, lies below their largest). None
+        for a model saved before it was recorded (then ``1 - quantile`` is quoted).
     """
 
     space: str
@@ -427,6 +432,7 @@ class DriftReference:
     scale: float
     new_group_min: int
     counts: dict[int, int]
+    own_far_share: float | None = None
 
     @classmethod
     def fit(cls, space: str, X: np.ndarray, labels: np.ndarray, centers: np.ndarray, quantile: float,
@@ -445,20 +451,23 @@ class DriftReference:
         kk = max(1, min(new_group_min - 1, R.shape[0] - 1))
         scale = float(np.quantile(knn_search(R, kk, progress=False, index="exact")[0][:, -1], GROUP_DENSITY))
         values, counts = np.unique(np.asarray(labels), return_counts=True)
+        own_far = float(np.mean(d > radii[near])) if d.size else 0.0
         return cls(space, pred.centers, radii, float(quantile), scale, int(new_group_min),
-                   {int(v): int(c) for v, c in zip(values, counts)})
+                   {int(v): int(c) for v, c in zip(values, counts)}, own_far)
 
     def to_state(self) -> tuple[dict, dict]:
         """``(meta, arrays)`` for saving."""
         meta = {"space": self.space, "quantile": self.quantile, "scale": self.scale,
-                "new_group_min": self.new_group_min, "counts": {str(k): v for k, v in self.counts.items()}}
+                "new_group_min": self.new_group_min, "counts": {str(k): v for k, v in self.counts.items()},
+                "own_far_share": self.own_far_share}
         return meta, {"centers": self.centers, "radii": self.radii}
 
     @classmethod
     def from_state(cls, meta: dict, arrays: dict) -> "DriftReference":
         """Inverse of :meth:`to_state`."""
         return cls(meta["space"], arrays["centers"], arrays["radii"], float(meta["quantile"]), float(meta["scale"]),
-                   int(meta["new_group_min"]), {int(k): int(v) for k, v in meta["counts"].items()})
+                   int(meta["new_group_min"]), {int(k): int(v) for k, v in meta["counts"].items()},
+                   None if meta.get("own_far_share") is None else float(meta["own_far_share"]))
 
 
 # --------------------------------------------------------------------------- the model
@@ -986,15 +995,18 @@ class Drift:
         expected = p_seen / p_seen.sum() * observed.sum()
         chi2, p = (stats.chisquare(observed, expected) if seen.sum() >= 2 and observed.sum() > 0
                    else (float("nan"), float("nan")))
+        expected_far = ref.own_far_share if ref.own_far_share is not None else 1.0 - ref.quantile
         summary = {
             "n_new": int(n), "far": int(far.sum()), "far_share": float(far.mean()) if n else float("nan"),
-            "expected_far_share": round(1.0 - ref.quantile, 6), "new_groups": int(len(groups)),
+            "expected_far_share": round(expected_far, 6), "new_groups": int(len(groups)),
             "in_new_groups": int((group >= 0).sum()), "total_variation": round(tvd, 6),
             "chi2": float(chi2), "chi2_dof": int(seen.sum() - 1), "chi2_p": float(p),
             "unseen_clusters": int((~seen & (shares["new_count"] > 0)).sum()),
             "rules": {
                 "far": f"distance to the nearest cluster centre of {ref.space} beyond that centre's study "
-                       f"{ref.quantile:.0%} quantile (so about {1 - ref.quantile:.0%} of the study's own images are far)",
+                       f"{ref.quantile:.0%} quantile (" + (f"{expected_far:.1%} of the study's own images are far "
+                       "by this rule)" if ref.own_far_share is not None else
+                       f"so about {expected_far:.0%} of the study's own images are far)"),
                 "new group": f"at least {ref.new_group_min} far images joined by distances <= {ref.scale:.4g} "
                              f"(the study's {GROUP_DENSITY:.0%} quantile of distances to the "
                              f"{ref.new_group_min - 1}-th neighbour)",

@@ -42,6 +42,7 @@ from contextlib import nullcontext
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import ConvergenceWarning
 
 from ..errors import MemoryBudgetError, ParameterError
 from ..metrics.internal import count_distinct_rows
@@ -401,6 +402,9 @@ class GMMAdapter(ClusterAdapter):
         Component means.
     bic_ : float
     n_iter_ : int
+    converged_ : bool
+        Whether EM converged within scikit-learn's ``max_iter`` (its ``ConvergenceWarning`` is not
+        printed: the fit is used either way, like scikit-learn's, and this records it).
     sample_size_ : int
     extended_ : bool
     labels_ : ndarray of shape (n_samples,), int64
@@ -433,8 +437,11 @@ class GMMAdapter(ClusterAdapter):
         k = self._k(X, context)
         idx = sample_rows(X.shape[0], self.max_fit_rows, self.random_state)
         Xs = np.asarray(X[idx], dtype=np.float64)
-        self.model_ = GaussianMixture(k, covariance_type="diag", reg_covar=self.reg_covar,
-                                      random_state=self.random_state).fit(Xs)
+        with warnings.catch_warnings():  # not converging is recorded in converged_ (scikit-learn's attribute)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.model_ = GaussianMixture(k, covariance_type="diag", reg_covar=self.reg_covar,
+                                          random_state=self.random_state).fit(Xs)
+        self.converged_ = bool(self.model_.converged_)
         self.bic_ = float(self.model_.bic(Xs))
         self.n_iter_ = int(self.model_.n_iter_)
         self.sample_size_, self.extended_ = idx.size, idx.size < X.shape[0]

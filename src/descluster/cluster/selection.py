@@ -216,6 +216,6 @@ def supported_k_range(n_rows: int, k_min: int, k_max: int) -> tuple[int, int, st
             f">= {MIN_ROWS_PER_CLUSTER_HALF} images per cluster in each stability half); use --k-min 2..{cap}")
     if k_max <= cap:
         return k_min, k_max, None
-    return k_min, cap, (f"--k-max {k_max} capped to {cap}: {n_rows:,} images support at most k = {cap} "
+    return k_min, cap, (f"k_max = {k_max} (--k-max, or its default) capped to {cap}: {n_rows:,} images support at most k = {cap} "
                         f"({n_rows:,} // {per}: >= {MIN_ROWS_PER_CLUSTER_HALF} images per cluster in each "
                         "half of the split-half stability check)")

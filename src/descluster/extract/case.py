@@ -218,6 +218,10 @@ def _run_chunks(source, paths, models, store, chunk_size, batch_size, progress, 
     seconds["decode"] = 0.0
     cpu = {m.name: 0.0 for m in models}
     done_images = len(paths) - sum(hi - lo for _, lo, hi in work)
+    if work:  # the first progress line comes after a whole chunk: say at once what runs
+        log.info("extract: %s on %s of %s images (%s done before), %s chunks of %s images ...",
+                 ", ".join(m.name for m in models), f"{len(paths) - done_images:,}", f"{len(paths):,}",
+                 f"{done_images:,}", f"{len(work):,}", f"{chunk_size:,}")
     bar = progress_bar(total=len(paths), initial=done_images, unit="img", desc="extract", disable=not progress)
 
     def timed_decode(lo, hi):

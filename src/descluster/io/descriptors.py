@@ -282,9 +282,7 @@ def load_descriptor(
             return cached
     if suffix != ".npy":
         X = validate_matrix(load_array(path, trust=trust_pickle), path)
-    if X.dtype != np.float32:  # said once, when the float32 cache is made (values checked to fit float32)
-        log.warning("descriptor %s: dtype %s, not float32; converted once to float32 (cached in %s)",
-                    path, X.dtype, cache_dir)
+    dtype = X.dtype
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         _write_float32(X, target, _chunk_rows(X.shape[1], None))
@@ -295,7 +293,10 @@ def load_descriptor(
         return out
     del X
     _remove_stale(cache_dir, path.stem, key)
-    log.info("descriptor %s: converted once to %s", path, target)
+    if dtype != np.float32:  # said once, when the float32 cache is made (values checked to fit float32)
+        log.warning("descriptor %s: dtype %s, not float32; converted once to float32 in %s", path, dtype, target)
+    else:
+        log.info("descriptor %s: converted once to %s", path, target)
     return _open_npy(target)
 
 

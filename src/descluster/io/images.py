@@ -54,12 +54,12 @@ def normalise_case_path(case_path: str) -> str:
     if not posix:
         raise UnsafePathError("empty image path")
     if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
-        raise UnsafePathError(f"absolute image path {raw!r} is not allowed: paths must be relative to the image root")
+        raise UnsafePathError(f"absolute image path '{raw}' is not allowed: paths must be relative to the image root")
     parts = [p for p in posix.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise UnsafePathError(f"image path {raw!r} contains '..' and would read outside the image root")
+        raise UnsafePathError(f"image path '{raw}' contains '..' and would read outside the image root")
     if not parts:
-        raise UnsafePathError(f"image path {raw!r} names no file")
+        raise UnsafePathError(f"image path '{raw}' names no file")
     return "/".join(parts)
 
 

@@ -48,6 +48,9 @@ LABEL_STUDIO_PREFIX = "/data/local-files/?d="
 
 def _tasks(session, tasks) -> list[str]:
     names = [t["name"] for t in session.tasks()]
+    if not names:
+        raise LabellingError(f"the labelling session in {session.results.root} has no task yet, so nothing to "
+                             "export: add one in `descluster serve` (or Session.add_task) and label first")
     if tasks is None:
         return names
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
@@ -69,9 +72,24 @@ def labels_table(session, tasks=None) -> pd.DataFrame:
 
 
 def export_labels_csv(session, path: str | os.PathLike | None = None, tasks=None) -> Path:
-    """Write :func:`labels_table` to ``path`` (default ``RESULTS/labels.csv``); returns the path."""
+    """Write :func:`labels_table` to ``path`` (default ``RESULTS/labels.csv``); returns the path.
+
+    Raises
+    ------
+    LabellingError
+        The session has no task, a task is unknown, or (``path`` not given) ``RESULTS/labels.csv`` holds
+        the cluster names written by ``descluster label`` (columns ``path,cluster,name``), which an
+        export would replace: pass ``path`` to write elsewhere.
+    """
+    table = labels_table(session, tasks)
     target = Path(path) if path is not None else session.results.root / "labels.csv"
-    write_csv(target, labels_table(session, tasks))
+    if path is None and target.is_file():
+        with open(target, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().strip()
+        if header == "path,cluster,name":
+            raise LabellingError(f"{target} holds the cluster names written by `descluster label`; an export "
+                                 "would replace them: give another file with --csv FILE")
+    write_csv(target, table)
     return target
 
 

@@ -18,9 +18,10 @@ Groups
 Only groups of at least ``min_group_size`` images are judged. Each level is
 compared within itself (clusters with clusters, sub-clusters with sub-clusters).
 A flagged group flags its members, except that a group flagged for "no vehicle"
-alone does not flag a member whose own vehicle share is at least the rule's
-``max_share`` (0.5): that image shows a vehicle itself (a red truck grouped with
-the red roofs of an empty scene).
+or "low information" does not flag a member whose own vehicle share is at least
+the no-vehicle rule's ``max_share`` (0.5): that image shows a vehicle itself (a
+red truck grouped with the red roofs of an empty scene); near-identical frames
+of one folder flag every member.
 
 Reasons (a group is flagged when one of the first three holds)
 ---------------------------------------------------------------
@@ -33,7 +34,9 @@ Reasons (a group is flagged when one of the first three holds)
     variance on the object, log) **and** median object entropy (bits) both have
     robust z below -3.5 among the groups, and the sharpness is under
     :data:`EFFECT_RATIO` (1/4) of the groups' median: texture-free frames (sky,
-    walls, lens cap, fog).
+    walls, lens cap, fog); not a group whose median vehicle share reaches the
+    no-vehicle rule's ``max_share`` (0.5): smooth vehicles (a trailer's flat side)
+    are vehicles.
 ``near-identical frames of one folder``
     The group's spread (median distance of its members to its centre, log) has
     robust z below -3.5 among the groups and is under :data:`EFFECT_RATIO` of the
@@ -216,7 +219,7 @@ class GroupOutlierDetector(BaseEstimator):
             g = self.groups_.iloc[row]
             labels = dict(levels)[g["level"]]
             members = np.flatnonzero(labels == g["group"])
-            if not (g["low_information"] or g["one_folder_frames"]):  # "no vehicle" alone: not members that show one
+            if not g["one_folder_frames"]:  # no vehicle / low information: not the members that show one themselves
                 members = members[~(own[members] >= evidence.max_share)]
             text = f"{g['level']} {int(g['group'])} ({int(g['size'])} images): {g['reason']}"
             for i in members:
@@ -261,12 +264,16 @@ class GroupOutlierDetector(BaseEstimator):
             sh = t["sharpness"].to_numpy()
             zs = robust_z(np.log(np.maximum(sh, 1e-12)))[0]
             ze = robust_z(t["entropy"].to_numpy())[0]
-            t["low_information"] = (zs < -self.z) & (ze < -self.z) & (sh <= EFFECT_RATIO * np.nanmedian(sh))
+            # a group whose median image shows a vehicle to the ImageNet head is plain vehicles (a trailer's
+            # flat side, a van's panel), not a texture-free frame: the no-vehicle rule's own bound decides
+            shows = t["vehicle_share"].to_numpy() >= evidence.max_share  # NaN (unknown): False
+            t["low_information"] = ((zs < -self.z) & (ze < -self.z) & (sh <= EFFECT_RATIO * np.nanmedian(sh))
+                                    & ~shows)
             th[f"group:{level}:low-information"] = (
                 f"low information: robust z of median log sharpness and of median object entropy both < -{self.z:g} "
                 f"among {m:,} {what}, sharpness under {EFFECT_RATIO:g} × their median (medians "
-                f"{np.nanmedian(sh):.3g}, {np.nanmedian(t['entropy']):.2f} bits); "
-                f"{int(t['low_information'].sum()):,} flagged")
+                f"{np.nanmedian(sh):.3g}, {np.nanmedian(t['entropy']):.2f} bits), and a median vehicle share "
+                f"under {evidence.max_share:g} (or unknown); {int(t['low_information'].sum()):,} flagged")
         else:
             t["low_information"] = False
         # near-identical frames of one folder
