@@ -94,6 +94,11 @@ def test_run_summary_counts_match_the_tables():
     n_flagged = int(result.outliers["flagged"].sum())
     assert f"outliers: {n_flagged} of {len(labels)} images flagged" in text
     assert "/tmp/out/report.html" in text and "flagged = 1" in text
+    assert "stability of these clusters" not in text  # the fixture's comparison has no stability column
+    import dataclasses
+
+    with_stability = dataclasses.replace(result, comparison=result.comparison.assign(stability=0.4242))
+    assert "stability of these clusters: 0.42 (adjusted Rand index" in "\n".join(run_summary(with_stability, "/o"))
 
 
 def test_progress_bar_off_a_terminal_writes_plain_periodic_lines(caplog, monkeypatch):

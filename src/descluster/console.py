@@ -168,7 +168,8 @@ def run_summary(result, out_dir) -> list[str]:
     Returns
     -------
     list of str
-        The recommended configuration in words with its score; the cluster sizes;
+        The recommended configuration in words with its score; the cluster sizes; their
+        split-half stability on its 0 (chance) to 1 scale;
         flagged images in total and per rule; duplicate groups; the external check
         where labels exist; how many stages were reused from an earlier run (from
         ``result.meta["cache"]``, when any were); the files to open next.
@@ -188,6 +189,9 @@ def run_summary(result, out_dir) -> list[str]:
     order = np.argsort(-sizes, kind="stable")
     parts = [f"{'noise' if ids[i] < 0 else ids[i]}: {sizes[i]:,}" for i in order]
     lines.append(f"clusters (id: images, largest first): {_first(parts, 30)}")
+    if rec is not None and "stability" in rec and pd.notna(rec["stability"]):
+        lines.append(f"stability of these clusters: {rec['stability']:.2f} (adjusted Rand index of the clustering "
+                     "refitted on random halves: 0 = no better than chance, 1 = the same partition every time)")
     if result.outliers is not None:
         n_flagged, fired = flag_counts(result.outliers)
         why = "; ".join(f"{rule_title(r.rule)} {r.fired:,} ({r.flagged:,} flagged)" for r in fired.itertuples())
