@@ -129,6 +129,11 @@ def test_answer_persisted_restart_and_stale_409(out):
     # the same question answered again (another tab) is refused, not overwritten
     stale = c.post("/api/answer", json={"task": "kind", "question": q["id"], "action": "name", "label": "k2"})
     assert stale.status_code == 409
+    q_open = c.get("/api/question?task=kind").json()["question"]
+    for marks in ([["abc", "k1"]], [[1.5, "k1"]], [[True, "k1"]], "x"):  # a bad mark: a clear 400, nothing stored
+        bad = c.post("/api/answer", json={"task": "kind", "question": q_open["id"], "action": "name", "label": "k1",
+                                          "marks": marks})
+        assert bad.status_code == 400 and "marks must be a list of [row, class] pairs" in bad.text, marks
     stale_undo = c.post("/api/undo", json={"task": "kind", "question": q1["id"]})
     assert stale_undo.status_code == 409
     before = app.labelling.session.state("kind")

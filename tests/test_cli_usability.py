@@ -159,6 +159,14 @@ def test_label_warns_about_clusters_left_unnamed(tmp_path, capsys):
     assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv")]) == 0
     assert "warning" not in capsys.readouterr().err
 
+    exported = "path,kind,kind_confidence,kind_source\n0.jpg,van,1.0,given\n"  # the session's export
+    (tmp_path / "labels.csv").write_text(exported)
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv")]) == 2
+    assert "was not written by `descluster label`" in capsys.readouterr().err
+    assert (tmp_path / "labels.csv").read_text() == exported
+    assert main(["label", str(tmp_path), "--names", str(tmp_path / "names.csv"), "--out",
+                 str(tmp_path / "names_labels.csv")]) == 0
+
 
 @pytest.mark.parametrize("what", ["missing", "empty", "no-comparison"])
 def test_serve_on_a_folder_that_is_not_a_results_folder_exits_2_before_listening(tmp_path, what):

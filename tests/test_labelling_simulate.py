@@ -83,6 +83,35 @@ def test_simulate_refuses_a_truth_file_without_the_column(slice_results, capsys)
     assert "no column 'colour'" in err and "vehicle_type" in err
 
 
+@pytest.mark.parametrize("fault", ["no path column", "no path matches", "one class"])
+def test_simulate_refuses_a_truth_file_it_cannot_use_in_one_line(slice_results, capsys, tmp_path, fault):
+    out, truth = slice_results
+    table = pd.read_csv(truth)
+    if fault == "no path column":
+        table = table.rename(columns={"path": "paths"})
+    elif fault == "no path matches":
+        table["path"] = [f"img{i:05d}.jpg" for i in range(len(table))]
+    else:
+        table["vehicle_type"] = "car"
+    bad = tmp_path / "truth.csv"
+    table.to_csv(bad, index=False)
+    assert main(["simulate", str(out), "--truth", str(bad), "--column", "vehicle_type", "--no-baselines"]) == 2
+    err = capsys.readouterr().err
+    assert "unexpected" not in err and "Traceback" not in err and str(bad) in err
+    expected = {"no path column": "(truth file): missing column(s) ['path']; the columns are ['paths',",
+                "no path matches": "none of its 300 paths is an image of",
+                "one class": "every image has the class 'car'"}[fault]
+    assert expected in err
+
+
+def test_simulate_without_baselines_removes_an_earlier_runs_baselines(slice_results, capsys):
+    out, truth = slice_results
+    (out / "labelling_baselines.csv").write_text("method,decisions,accuracy\nstale,1,0.5\n")
+    assert main(["simulate", str(out), "--truth", str(truth), "--column", "vehicle_type", "--budget", "20",
+                 "--no-baselines"]) == 0
+    assert not (out / "labelling_baselines.csv").exists() and (out / "labelling_curve.csv").is_file()
+
+
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5])
 def test_simulate_refuses_a_bad_seed_before_any_work(tmp_path, seed):
     from descluster.errors import ParameterError

@@ -433,7 +433,9 @@ def _add_labelling_commands(sub) -> None:
     p.add_argument("results", type=Path, help="results folder of `descluster run` (required)")
     p.add_argument("--truth", type=Path, required=True, help="CSV with a path column and the truth column (required)")
     p.add_argument("--column", required=True, help="truth column (the task's attribute) (required)")
-    p.add_argument("--budget", type=int, help="stop after this many decisions (default: min(images, 1000))")
+    p.add_argument("--budget", type=int, help="stop at the first question that reaches this many decisions; every image marked as not "
+                        "belonging is one decision, so the last answer can pass it by a few "
+                        "(default: min(images, 1000))")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     p.add_argument("--propagation", default="smoothed", help="smoothed, logistic, spreading or knn (default: smoothed)")
     p.add_argument("--no-baselines", action="store_true", help="skip baselines (a)-(d) (default: they are measured)")

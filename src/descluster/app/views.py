@@ -547,8 +547,10 @@ def build_routes(app: LabellingApp):
                 result = {"action": "skip"}
             elif action in ("name", "split", "junk"):
                 marks = data.get("marks") or []
-                if not isinstance(marks, list) or not all(isinstance(m, list) and len(m) == 2 for m in marks):
-                    raise LabellingError("marks must be a list of [row, class] pairs")
+                if not isinstance(marks, list) or not all(
+                        isinstance(m, list) and len(m) == 2 and isinstance(m[0], int) and not isinstance(m[0], bool)
+                        for m in marks):
+                    raise LabellingError("marks must be a list of [row, class] pairs, each row an integer")
                 result = S.answer(qid, label=data.get("label") if action == "name" else None,
                                   marks={int(r): str(c) for r, c in marks}, split=action == "split",
                                   junk=action == "junk")

@@ -185,13 +185,23 @@ def apply_names(results_dir: str | os.PathLike, names_csv: str | os.PathLike,
     Raises
     ------
     CaseError
-        Missing ``clusters.csv`` or columns, bad names file (see :func:`read_names`).
+        Missing ``clusters.csv`` or columns, bad names file (see :func:`read_names`), or (``out``
+        not given) a ``RESULTS/labels.csv`` that this command did not write (e.g. the labelling
+        session's export, ``descluster labels export``), which it would replace.
     """
     results_dir = Path(results_dir)
+    target = Path(out) if out is not None else results_dir / "labels.csv"
+    if out is None and target.is_file():
+        with open(target, encoding="utf-8", errors="replace") as fh:
+            header = fh.readline().strip()
+        if header != "path,cluster,name":
+            raise CaseError(f"{target} was not written by `descluster label` (its columns are {header[:120]!r}, "
+                            "e.g. the labelling session's export) and would be replaced: give another file with "
+                            "--out FILE")
     clusters = read_clusters(results_dir / "clusters.csv")
     ids = clusters["cluster"]
     names = read_names(names_csv, set(int(v) for v in ids.unique()))
     resolved = resolve(ids.astype(int), names, source=str(names_csv))
     labels = pd.DataFrame({"path": clusters["path"], "cluster": resolved["cluster"], "name": resolved["name"]})
-    write_csv(Path(out) if out is not None else results_dir / "labels.csv", labels)
+    write_csv(target, labels)
     return labels

@@ -44,6 +44,7 @@ import pandas as pd
 
 from ..errors import CaseError
 from ..io.atomic import write_bytes, write_csv
+from ..io.tables import read_csv_table
 from ..validation import MAX_SEED, check_int
 from .estimate import estimate_accuracy
 from .propagate import isotropic_scale
@@ -72,18 +73,23 @@ def load_truth(results: ResultsData, truth_csv: str | os.PathLike, column: str) 
     Raises
     ------
     CaseError
-        Missing file or column (lists the columns), or rows of the results without a
-        truth value (gives the count and the first paths).
+        Missing file or column (lists the columns, ``path`` included), no path of the file
+        matching the results (one of each shown), rows of the results without a truth value
+        (gives the count and the first paths), or a single class.
     """
     from ..case import align_by_path
 
     path = Path(truth_csv)
     if not path.is_file():
         raise CaseError(f"truth file {path} does not exist")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_csv_table(path, "truth file", required=("path",), dtype=str, keep_default_na=False)
     if column not in table.columns:
         raise CaseError(f"{path}: no column {column!r}; columns are {[c for c in table.columns if c != 'path']}")
-    aligned, _ = align_by_path(table[["path", column]], results.paths, path)
+    aligned, unmatched = align_by_path(table[["path", column]], results.paths, path)
+    if unmatched == len(results.paths) and len(table):
+        raise CaseError(f"{path}: none of its {len(table):,} paths is an image of {results.root} (e.g. "
+                        f"{table['path'].iloc[0]!r} there, {results.paths[0]!r} in the results); the column "
+                        "'path' must name the images as images_paths.csv does")
     values = aligned[column]
     missing = values.isna() | (values.astype(str).str.strip() == "")
     if missing.any():
@@ -91,7 +97,12 @@ def load_truth(results: ResultsData, truth_csv: str | os.PathLike, column: str) 
         raise CaseError(f"{path}, column {column!r}: {int(missing.sum()):,} of {len(values):,} images of "
                         f"{results.root} have no value (first: {first}); give every image a class "
                         "(e.g. 'unknown') to simulate")
-    return values.astype(str).str.strip().to_numpy(dtype=object)
+    values = values.astype(str).str.strip().to_numpy(dtype=object)
+    classes = np.unique(values)
+    if classes.size < 2:
+        raise CaseError(f"{path}, column {column!r}: every image has the class {classes[0]!r}; a labelling task "
+                        "needs at least two classes to measure")
+    return values
 
 
 class SimulatedAnnotator:
@@ -387,6 +398,8 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
             write_csv(data.root / "labelling_baselines.csv",
                       pd.concat([b.assign(method=name) for name, b in base.items()], ignore_index=True)
                       [["method", "decisions", "accuracy"]])
+        else:  # an earlier run's baselines (maybe of another column) must not stand beside this curve
+            (data.root / "labelling_baselines.csv").unlink(missing_ok=True)
         write_bytes(data.root / "labelling_curve.png", plot_curve(curve, base, column, n))
     return SimulationResult(curve=curve, baselines=base, summary=summary)
 
