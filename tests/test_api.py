@@ -130,6 +130,12 @@ def test_assign_reproduces_the_study_labels(fitted):
     # the study's own images are as far as the study said its own images are: the expected share is measured
     summary = result.assign(case).drift.summary
     assert summary["far_share"] == pytest.approx(summary["expected_far_share"], abs=1e-6)
+    # the same descriptor clauses as the study: with no ImageNet summary, no group and no pixel flag in this case,
+    # assigning the study's own rows flags what the study's descriptor clause flagged, give or take the reference
+    # sample the scores of new images are measured against
+    study = run.outliers.set_index("path").loc[case.paths]
+    same = (assigned["flagged"].to_numpy() == study["flagged"].to_numpy()).mean()
+    assert same >= 0.98 and "flag rule" in result.model.rule_text()
 
 
 def test_assign_new_images_finds_a_new_group_and_refuses_other_descriptors(fitted, tmp_path):

@@ -7,6 +7,7 @@ never in a Python traceback (issue 11).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -104,7 +105,10 @@ def test_all_noise_hdbscan_is_a_clear_refusal_and_keeps_the_study(tmp_path):
 
 # -- 3. one-component spaces -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("embedding", ["tsne", "umap", "pca"])
+@pytest.mark.parametrize("embedding", [
+    "tsne", "pca",
+    pytest.param("umap", marks=pytest.mark.skipif(importlib.util.find_spec("umap") is None,
+                                                  reason="umap-learn not installed: run refuses --embedding umap"))])
 def test_two_separated_groups_give_a_one_component_space_and_a_map(tmp_path, embedding):
     paths = make_case(tmp_path / "case", 60, kinds=(("a", 16),), blobs=2, images=False)
     proc = cli("run", tmp_path / "case", "--out", tmp_path / "out", "--preprocessing", "none,standard",

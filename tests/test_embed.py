@@ -117,3 +117,23 @@ def test_registry_and_errors():
         TSNEEmbedding(gradient="exact").fit_transform(X)
     with pytest.raises(ParameterError, match="size=11"):
         stratified_sample(10, 11, None)
+
+
+def test_umap_that_cannot_be_imported_falls_back_to_tsne_and_says_so(monkeypatch):
+    import builtins
+
+    from descluster.embed import UMAPEmbedding
+
+    real = builtins.__import__
+
+    def no_umap(name, *args, **kwargs):  # umap-learn broken at import (e.g. numba failing to initialise)
+        if name == "umap":
+            raise ImportError("numba failed")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_umap)
+    X = np.random.default_rng(0).normal(size=(120, 5)).astype(np.float32)
+    emb = UMAPEmbedding(random_state=0)
+    Y = emb.fit_transform(X)
+    assert Y.shape == (120, 2) and np.isfinite(Y).all()
+    assert emb.description_.startswith("UMAP unavailable (ImportError); ")

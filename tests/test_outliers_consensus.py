@@ -99,3 +99,19 @@ def test_rows_mismatch_is_named():
         find_outliers(spaces, paths[:-1], progress=False)
     with pytest.raises(ParameterError, match="detectors"):
         find_outliers(spaces, paths, detectors=("nope",), progress=False)
+
+
+def test_descriptor_clauses_known_answers():
+    from descluster.outliers.consensus import descriptor_clauses
+
+    n_kinds = np.array([3, 3, 2, 2, 1, 0])
+    shares = np.array([0.9, 0.2, 0.01, 0.3, 0.01, np.nan])
+    c = descriptor_clauses(n_kinds, 3, shares, min_descriptor_kinds=None, no_vehicle_kinds=2, vehicle_veto=0.5,
+                           no_vehicle_share=0.05)
+    assert c.need_kinds == 3 and c.no_vehicle_kinds == 2
+    assert c.by_descriptors.tolist() == [False, True, False, False, False, False]  # row 0 shows a vehicle: held back
+    assert c.shows_vehicle.tolist() == [True, False, False, False, False, False]
+    assert c.by_no_vehicle.tolist() == [False, False, True, False, False, False]  # 1 kind is not enough for row 4
+    off = descriptor_clauses(n_kinds, 3, None, no_vehicle_kinds=None, vehicle_veto=None)  # shares unknown
+    assert off.by_descriptors.tolist() == [True, True, False, False, False, False] and not off.by_no_vehicle.any()
+    assert not descriptor_clauses(n_kinds, 0, shares).by_descriptors.any()  # no kind judged: nothing fires

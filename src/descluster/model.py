@@ -573,10 +573,15 @@ class FittedModel:
         for sid, transform in spaces.values():
             if not sid.is_mixture:
                 descriptors[sid.descriptor] = int(transform.n_features_in)
+        from .outliers.consensus import VEHICLE_VETO
+        from .outliers.vehicle import VEHICLE_PRIOR_SHARE
+
         return cls(descriptors=dict(sorted(descriptors.items())), spaces=spaces, configurations=configurations,
                    recommended=result.recommended, per_descriptor=dict(result.per_descriptor), cluster_names=names,
                    outliers=outliers,
-                   flag_rule={"min_descriptor_kinds": config.outliers.min_descriptor_kinds},
+                   flag_rule={"min_descriptor_kinds": config.outliers.min_descriptor_kinds,
+                              "no_vehicle_kinds": config.outliers.no_vehicle_kinds,
+                              "vehicle_veto": VEHICLE_VETO, "no_vehicle_share": VEHICLE_PRIOR_SHARE},
                    drift=drift, seed=config.seed,
                    pixels=None if result.quality is None else PixelReference.fit(result.quality,
                                                                                  config.outliers.max_pixel_share))
@@ -837,7 +842,12 @@ class FittedModel:
             table[f"label_{task}"] = names_
             table[f"label_{task}_confidence"] = np.round(conf_, 6)
         steps.update(1)
-        flags, n_flags, reasons = self._outliers(rows, table)
+        shares = None
+        if getattr(case, "imagenet", None) is not None:
+            from .outliers.vehicle import vehicle_shares
+
+            shares = vehicle_shares(case.imagenet, list(case.paths))
+        flags, n_flags, reasons = self._outliers(rows, table, shares)
         steps.update(1)
         drift = Drift.of(self.drift, rows[self.drift.space], labels) if self.drift is not None else None
         if drift is not None:
@@ -859,8 +869,14 @@ class FittedModel:
         steps.close()
         return Assignment(table=table, drift=drift, model=self)
 
-    def _outliers(self, rows: dict[str, np.ndarray], table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        """Score columns added to ``table``; returns ``(flagged, n_flags, reasons)`` (see the module docstring)."""
+    def _outliers(self, rows: dict[str, np.ndarray], table: pd.DataFrame,
+                  shares: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Score columns added to ``table``; returns ``(flagged, n_flags, reasons)`` (see the module docstring).
+
+        The descriptor clauses of the study's flag rule
+        (:func:`~descluster.outliers.consensus.descriptor_clauses`), with ``shares`` (the new images' ImageNet
+        vehicle shares, shape (n,), NaN or None: unknown) for the vehicle veto and the no-vehicle clause.
+        """
         n = len(table)
         checks, F = [], []  # (detector, descriptor kind, space) per flag column
         for d, ref in sorted(self.outliers.items()):
@@ -879,10 +895,15 @@ class FittedModel:
         F = np.column_stack(F)
         kinds = sorted({d for _, d, _ in checks})
         per_kind = np.column_stack([F[:, [d == k for _, d, _ in checks]].any(axis=1) for k in kinds])
-        need = min(int(self.flag_rule.get("min_descriptor_kinds") or len(kinds)), len(kinds))
         n_flags = F.sum(axis=1).astype(np.int64)
-        flagged = per_kind.sum(axis=1) >= need
-        from .outliers.consensus import PHRASES
+        from .outliers.consensus import PHRASES, descriptor_clauses, no_vehicle_reason
+        from .outliers.vehicle import VEHICLE_PRIOR_SHARE
+
+        rule = self.flag_rule  # a model saved before the vehicle clauses were recorded: those clauses off
+        prior = float(rule.get("no_vehicle_share") or VEHICLE_PRIOR_SHARE)
+        clause = descriptor_clauses(per_kind.sum(axis=1), len(kinds), shares, rule.get("min_descriptor_kinds"),
+                                    rule.get("no_vehicle_kinds"), rule.get("vehicle_veto"), prior)
+        flagged = clause.by_descriptors | clause.by_no_vehicle
 
         # against the study's images, not the batch's own neighbours: the k-distance says so
         words = {**PHRASES, "knn": "far from the study's images"}
@@ -892,7 +913,10 @@ class FittedModel:
             for (det, _, space), f in zip(checks, F[i]):
                 if f:
                     by.setdefault(det, []).append(space)
-            reasons.append("; ".join(f"{words[det]} in {', '.join(s)}" for det, s in by.items()))
+            text = "; ".join(f"{words[det]} in {', '.join(s)}" for det, s in by.items())
+            if clause.by_no_vehicle[i] and not clause.by_descriptors[i]:
+                text = f"{no_vehicle_reason(clause.shares[i], prior)}; {text}"
+            reasons.append(text)
         return flagged, n_flags, reasons
 
     def rule_text(self) -> dict[str, str]:
@@ -903,6 +927,14 @@ class FittedModel:
             r.forest is not None for r in self.outliers.values()) else "the k-distance or the LOF check"
         out["flag rule"] = (f"flagged when {checks} flags the image in at least {need} of "
                             f"the {len(self.outliers)} descriptor kinds")
+        rule = self.flag_rule
+        if rule.get("vehicle_veto") is not None:
+            out["flag rule"] += (f" and, where the new case has meta/imagenet.csv, its ImageNet vehicle share is under "
+                                 f"{rule['vehicle_veto']:g}")
+        if rule.get("no_vehicle_kinds") is not None:
+            nv = min(int(rule["no_vehicle_kinds"]), len(self.outliers))
+            out["flag rule"] += (f"; or its ImageNet vehicle share is under {rule['no_vehicle_share']:.3g} and a "
+                                 f"check flags it in at least {nv} kind{'s' if nv != 1 else ''}")
         if self.pixels is not None:
             out.update({f"pixel:{k}": t for k, t in self.pixels.rules.items()})
             out["flag rule"] += ("; or, for a new case with images, when a pixel rule fires at the study's "

@@ -121,6 +121,11 @@ LARGE_N = 50_000
 LARGE_N_DIMS = 32
 
 
+#: An image whose ImageNet vehicle share is at least this is not flagged by the descriptor clause alone: far from
+#: the others while showing a vehicle, it is a rare vehicle (the no-vehicle rule's ``max_share``, the same 0.5).
+VEHICLE_VETO = 0.5
+
+
 def find_outliers(
     spaces: dict,
     paths: list[str],
@@ -138,7 +143,7 @@ def find_outliers(
     groups: GroupOutlierDetector | None = None,
     clusters: np.ndarray | None = None,
     max_pixel_share: float = 0.10,
-    vehicle_veto: float | None = 0.5,
+    vehicle_veto: float | None = VEHICLE_VETO,
     no_vehicle_share: float = VEHICLE_PRIOR_SHARE,
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
@@ -316,15 +321,10 @@ def find_outliers(
     n_kinds = np.zeros(n, dtype=np.int64)
     for sp in desc_spaces:
         n_kinds += F[:, (space_of == sp) & is_desc].any(axis=1)
-    need_kinds = min(min_descriptor_kinds or len(desc_spaces), len(desc_spaces)) if desc_spaces else 0
-    by_descriptors = (n_kinds >= need_kinds) if desc_spaces else np.zeros(n, dtype=bool)
-    vs = shares if shares is not None else np.full(n, np.nan)
-    shows_vehicle = np.isfinite(vs) & (vs >= vehicle_veto) if vehicle_veto is not None else np.zeros(n, bool)
-    by_descriptors &= ~shows_vehicle
-    below_prior = np.isfinite(vs) & (vs < no_vehicle_share)
-    nv_kinds = min(no_vehicle_kinds, len(desc_spaces)) if no_vehicle_kinds is not None else 0
-    by_no_vehicle = (below_prior & (n_kinds >= nv_kinds)) if (no_vehicle_kinds is not None and desc_spaces) \
-        else np.zeros(n, bool)
+    clause = descriptor_clauses(n_kinds, len(desc_spaces), shares, min_descriptor_kinds, no_vehicle_kinds,
+                                vehicle_veto, no_vehicle_share)
+    by_descriptors, by_no_vehicle, shows_vehicle = clause.by_descriptors, clause.by_no_vehicle, clause.shows_vehicle
+    need_kinds, nv_kinds, vs = clause.need_kinds, clause.no_vehicle_kinds, clause.shares
     flagged = any_pixel | in_group | by_descriptors | by_no_vehicle
     consensus = (np.mean(pct, axis=0) if pct else np.zeros(n)) + n_flags + (F.shape[1] + 1) * flagged
     order = np.argsort(-consensus, kind="stable")
@@ -340,7 +340,7 @@ def find_outliers(
     reasons = _reasons(keys, F, pixel_reasons, notes, group_text)
     for i in np.flatnonzero(by_no_vehicle & ~any_pixel & ~in_group & ~by_descriptors):
         if "no vehicle" not in reasons[i]:
-            reasons[i] = f"no vehicle: ImageNet vehicle share {vs[i]:.1%} (under {no_vehicle_share:.0%}); {reasons[i]}"
+            reasons[i] = f"{no_vehicle_reason(vs[i], no_vehicle_share)}; {reasons[i]}"
     table["reason"] = reasons
     table["group_flagged"] = in_group.astype(np.int64)
     table["group"] = group_text
@@ -362,6 +362,69 @@ def find_outliers(
     flag_rule = "flagged when " + "; or ".join(clauses) + "; duplicates are reported, never flagged for being duplicates"
     return OutlierReport(table=table, thresholds=thresholds, flag_rule=flag_rule, results=results, quality=verdict,
                          groups=fitted_groups)
+
+
+@dataclass
+class DescriptorClauses:
+    """The descriptor part of the flag rule, per image (see :func:`descriptor_clauses`).
+
+    Attributes
+    ----------
+    by_descriptors : ndarray of shape (n,), bool
+        Detectors flag the image in at least ``need_kinds`` kinds and it does not show a vehicle.
+    by_no_vehicle : ndarray of shape (n,), bool
+        Vehicle share under the uniform-head share and detectors flag it in ``no_vehicle_kinds`` kinds.
+    shows_vehicle : ndarray of shape (n,), bool
+        Vehicle share at least the veto (held back from ``by_descriptors``).
+    shares : ndarray of shape (n,), float64
+        The vehicle shares used (NaN: unknown).
+    need_kinds, no_vehicle_kinds : int
+        The kind counts after capping at the number of kinds (0 when a clause is off).
+    """
+
+    by_descriptors: np.ndarray
+    by_no_vehicle: np.ndarray
+    shows_vehicle: np.ndarray
+    shares: np.ndarray
+    need_kinds: int
+    no_vehicle_kinds: int
+
+
+def descriptor_clauses(n_kinds: np.ndarray, total_kinds: int, shares: np.ndarray | None,
+                       min_descriptor_kinds: int | None = None, no_vehicle_kinds: int | None = 2,
+                       vehicle_veto: float | None = VEHICLE_VETO,
+                       no_vehicle_share: float = VEHICLE_PRIOR_SHARE) -> DescriptorClauses:
+    """The flag rule's descriptor clauses, shared by the study (:func:`find_outliers`) and ``assign``.
+
+    Parameters
+    ----------
+    n_kinds : ndarray of shape (n,), int
+        In how many descriptor kinds some detector flags each image.
+    total_kinds : int
+        Descriptor kinds judged (0: no clause fires).
+    shares : ndarray of shape (n,), float, or None
+        ImageNet vehicle share per image (NaN or None: unknown; then neither vehicle clause applies).
+    min_descriptor_kinds, no_vehicle_kinds, vehicle_veto, no_vehicle_share
+        As in :func:`find_outliers`.
+
+    Returns
+    -------
+    DescriptorClauses
+    """
+    n = len(n_kinds)
+    vs = np.asarray(shares, dtype=np.float64) if shares is not None else np.full(n, np.nan)
+    need = min(min_descriptor_kinds or total_kinds, total_kinds) if total_kinds else 0
+    by_descriptors = (n_kinds >= need) if total_kinds else np.zeros(n, dtype=bool)
+    shows = np.isfinite(vs) & (vs >= vehicle_veto) if vehicle_veto is not None else np.zeros(n, bool)
+    nv = min(no_vehicle_kinds, total_kinds) if no_vehicle_kinds is not None else 0
+    by_no_vehicle = (np.isfinite(vs) & (vs < no_vehicle_share) & (n_kinds >= nv)) \
+        if (no_vehicle_kinds is not None and total_kinds) else np.zeros(n, bool)
+    return DescriptorClauses(by_descriptors & ~shows, by_no_vehicle, shows, vs, need, nv)
+
+
+def no_vehicle_reason(share: float, no_vehicle_share: float = VEHICLE_PRIOR_SHARE) -> str:
+    """The reason text of the no-vehicle clause for one image's vehicle ``share``."""
+    return f"no vehicle: ImageNet vehicle share {share:.1%} (under {no_vehicle_share:.0%})"
 
 
 def _reasons(keys: list[str], F: np.ndarray, pixel_reasons: list[str], notes: list[str],
