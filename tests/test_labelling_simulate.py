@@ -57,6 +57,10 @@ def test_simulate_writes_the_curve_png_and_summary(slice_results, capsys):
     # even on a colour histogram, which hardly tells vehicle types apart, the loop beats labelling by hand
     assert curve["accuracy"].iloc[-1] > curve["decisions"].iloc[-1] / 300
     assert set(summary["baselines"]) == set(base["method"])
+    reach = int(curve["decisions"].max())  # a baseline is judged within the loop's budget, not past it
+    for name, b in summary["baselines"].items():
+        assert all(d is None or d <= reach for d in b["decisions_to"].values()), name
+    assert (base.loc[base["method"] == "naive_loop_k40", "decisions"] > reach).any()  # it does run past it
 
 
 def test_simulated_annotator_follows_the_issue_rules():

@@ -386,7 +386,9 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
         base["by_hand"] = pd.DataFrame({"decisions": grid, "accuracy": [g / n for g in grid]})
         for k in (20, 40):
             base[f"naive_loop_k{k}"] = baseline_naive_loop(Z, y, k, budget, random_state=random_state)
-        summary["baselines"] = {name: {"decisions_to": {f"{t:.2f}": _first_reaching(b["decisions"], b["accuracy"], t)
+        reach = int(curve["decisions"].max()) if len(curve) else budget  # baselines judged within the loop's reach
+        summary["baselines"] = {name: {"decisions_to": {f"{t:.2f}": _within(_first_reaching(b["decisions"],
+                                                                                            b["accuracy"], t), reach)
                                                         for t in THRESHOLDS},
                                        "accuracy_at": {str(x): _at_budget(b["decisions"], b["accuracy"], x)
                                                        for x in REPORT_BUDGETS if x <= budget}}
@@ -402,6 +404,11 @@ def simulate(results, truth_csv, column: str, budget: int | None = None, propaga
             (data.root / "labelling_baselines.csv").unlink(missing_ok=True)
         write_bytes(data.root / "labelling_curve.png", plot_curve(curve, base, column, n))
     return SimulationResult(curve=curve, baselines=base, summary=summary)
+
+
+def _within(decisions, reach: int):
+    """``decisions`` if it is not None and at most ``reach`` (the loop's last decision), else None."""
+    return decisions if decisions is not None and decisions <= reach else None
 
 
 def _partial_rows(start, d, plan, q, labels_now, truth, acc, est, share, new_acc, new_share, new_est) -> list:
@@ -468,8 +475,9 @@ def plot_curve(curve: pd.DataFrame, baselines: dict, column: str, n: int) -> byt
                  "random_logistic": "(b) random + LogisticRegression", "random_knn": "(b) random + kNN",
                  "by_hand": "(c) every image by hand"}.get(name, name)
         ax.plot(b["decisions"], b["accuracy"], ls.replace("o", ""), color=color, marker=marker, ms=3, lw=1.2, label=label)
-    top = max([int(curve["decisions"].max()) if len(curve) else 1] +
-              [int(b["decisions"].max()) for k, b in baselines.items() if k != "by_hand" and len(b)])
+    # the loop's range: a baseline that runs past it (the naive loop names all its clusters first) is cut there
+    top = int(curve["decisions"].max()) if len(curve) else max(
+        [1] + [int(b["decisions"].max()) for k, b in baselines.items() if k != "by_hand" and len(b)])
     ax.set_xlim(0, top)
     ax.set_ylim(max(0.0, min(0.5, float(curve["accuracy"].min()) if len(curve) else 0.5)), 1.001)
     for t in THRESHOLDS:
