@@ -216,6 +216,10 @@ class StageCache:
         """The cache key of ``(stage, params)``."""
         return stable_hash({"stage": stage, "params": params, "format": CACHE_FORMAT})
 
+    def stored(self) -> int:
+        """How many complete entries the cache folder holds (any stage, any run; 0 without a folder)."""
+        return 0 if self.root is None else sum(1 for _ in self.root.glob("*/*/meta.json"))
+
     def has(self, stage: str, params: Any) -> bool:
         """Whether a complete entry for ``(stage, params)`` is stored."""
         return self.root is not None and (self._dir(stage, self.key(stage, params)) / "meta.json").is_file()

@@ -387,7 +387,9 @@ def _run(case_dir: Path, out: Path, images: Path | None, args: argparse.Namespac
                      trust_pickle=config.case.trust_pickle)
     engine = make_engine(getattr(args, "engine", "local"), scheduler=getattr(args, "scheduler", None),
                          n_workers=getattr(args, "workers", None))
-    stored = sum(1 for _ in (out / ".cache").glob("*/*/meta.json"))
+    from .cache import StageCache
+
+    stored = StageCache(out / ".cache").stored()
     if stored:
         print(f"resuming: {out / '.cache'} holds {stored:,} finished stage(s) of an earlier run; those with the "
               "same inputs and parameters are reused, the rest computed", flush=True)
@@ -492,9 +494,10 @@ def _run_labelling(args: argparse.Namespace) -> int:
         raise LabellingError(f"{args.results / DB_NAME} does not exist: no labelling session in {args.results}")
     with Session(args.results, refit="sync") as session:
         if args.labels_command == "status":
-            if not session.tasks():
+            tasks = session.tasks()
+            if not tasks:
                 print(f"no task yet in {args.results / DB_NAME}: add one in `descluster serve RESULTS`")
-            for t in session.tasks():
+            for t in tasks:
                 print(json.dumps(session.progress(t["name"]), default=float))
             return 0
         tasks = args.task

@@ -573,15 +573,14 @@ class FittedModel:
         for sid, transform in spaces.values():
             if not sid.is_mixture:
                 descriptors[sid.descriptor] = int(transform.n_features_in)
-        from .outliers.consensus import VEHICLE_VETO
-        from .outliers.vehicle import VEHICLE_PRIOR_SHARE
+        from .outliers.vehicle import VEHICLE_PRIOR_SHARE, VEHICLE_SHARE_BOUND
 
         return cls(descriptors=dict(sorted(descriptors.items())), spaces=spaces, configurations=configurations,
                    recommended=result.recommended, per_descriptor=dict(result.per_descriptor), cluster_names=names,
                    outliers=outliers,
                    flag_rule={"min_descriptor_kinds": config.outliers.min_descriptor_kinds,
                               "no_vehicle_kinds": config.outliers.no_vehicle_kinds,
-                              "vehicle_veto": VEHICLE_VETO, "no_vehicle_share": VEHICLE_PRIOR_SHARE},
+                              "vehicle_veto": VEHICLE_SHARE_BOUND, "no_vehicle_share": VEHICLE_PRIOR_SHARE},
                    drift=drift, seed=config.seed,
                    pixels=None if result.quality is None else PixelReference.fit(result.quality,
                                                                                  config.outliers.max_pixel_share))

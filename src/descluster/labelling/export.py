@@ -38,6 +38,7 @@ from .. import __version__
 from ..errors import LabellingError, UnsafePathError
 from ..io.atomic import atomic_path, write_csv, write_text
 from ..io.images import normalise_case_path
+from .names import LABEL_HEADER, csv_header
 
 __all__ = ["labels_table", "export_labels_csv", "export_label_studio", "label_studio_config",
            "export_image_folders", "LABEL_STUDIO_PREFIX"]
@@ -83,12 +84,9 @@ def export_labels_csv(session, path: str | os.PathLike | None = None, tasks=None
     """
     table = labels_table(session, tasks)
     target = Path(path) if path is not None else session.results.root / "labels.csv"
-    if path is None and target.is_file():
-        with open(target, encoding="utf-8", errors="replace") as fh:
-            header = fh.readline().strip()
-        if header == "path,cluster,name":
-            raise LabellingError(f"{target} holds the cluster names written by `descluster label`; an export "
-                                 "would replace them: give another file with --csv FILE")
+    if path is None and csv_header(target) == LABEL_HEADER:
+        raise LabellingError(f"{target} holds the cluster names written by `descluster label`; an export "
+                             "would replace them: give another file with --csv FILE")
     write_csv(target, table)
     return target
 

@@ -28,6 +28,8 @@ from ..io.tables import read_csv_table
 
 #: Name written for images of a discarded cluster.
 DISCARD_NAME = "discard"
+#: The header of the labels.csv this module writes.
+LABEL_HEADER = "path,cluster,name"
 _TRUE = {"1", "true", "yes", "y", "x"}
 _FALSE = {"", "0", "false", "no", "n", "nan"}
 
@@ -138,6 +140,15 @@ def resolve(clusters: pd.Series, names: pd.DataFrame, source: str = "names.csv")
     return pd.DataFrame({"cluster": ids.map(final_id).astype(int), "name": ids.map(final_name).astype(str)})
 
 
+def csv_header(path: str | os.PathLike) -> str | None:
+    """The first line of the file at ``path`` without its line end (bad UTF-8 replaced), or None if there is no file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.readline().strip()
+
+
 def read_clusters(path: str | os.PathLike) -> pd.DataFrame:
     """Read and check a clusters file of a results folder (``clusters.csv``, ``clusters_<descriptor>.csv``).
 
@@ -191,13 +202,11 @@ def apply_names(results_dir: str | os.PathLike, names_csv: str | os.PathLike,
     """
     results_dir = Path(results_dir)
     target = Path(out) if out is not None else results_dir / "labels.csv"
-    if out is None and target.is_file():
-        with open(target, encoding="utf-8", errors="replace") as fh:
-            header = fh.readline().strip()
-        if header != "path,cluster,name":
-            raise CaseError(f"{target} was not written by `descluster label` (its columns are {header[:120]!r}, "
-                            "e.g. the labelling session's export) and would be replaced: give another file with "
-                            "--out FILE")
+    header = csv_header(target) if out is None else None
+    if header is not None and header != LABEL_HEADER:
+        raise CaseError(f"{target} was not written by `descluster label` (its columns are {header[:120]!r}, "
+                        "e.g. the labelling session's export) and would be replaced: give another file with "
+                        "--out FILE")
     clusters = read_clusters(results_dir / "clusters.csv")
     ids = clusters["cluster"]
     names = read_names(names_csv, set(int(v) for v in ids.unique()))

@@ -63,7 +63,7 @@ from .detectors import DETECTORS, DetectorResult, NeighbourGraph
 from .duplicates import merge_groups
 from .groups import GroupOutlierDetector
 from .quality import QualityVerdict, no_vehicle_flags, quality_flags
-from .vehicle import VEHICLE_PRIOR_SHARE, vehicle_shares
+from .vehicle import VEHICLE_PRIOR_SHARE, VEHICLE_SHARE_BOUND, vehicle_shares
 
 #: Phrases for the reason column, per descriptor detector.
 PHRASES = {
@@ -121,11 +121,6 @@ LARGE_N = 50_000
 LARGE_N_DIMS = 32
 
 
-#: An image whose ImageNet vehicle share is at least this is not flagged by the descriptor clause alone: far from
-#: the others while showing a vehicle, it is a rare vehicle (the no-vehicle rule's ``max_share``, the same 0.5).
-VEHICLE_VETO = 0.5
-
-
 def find_outliers(
     spaces: dict,
     paths: list[str],
@@ -143,7 +138,7 @@ def find_outliers(
     groups: GroupOutlierDetector | None = None,
     clusters: np.ndarray | None = None,
     max_pixel_share: float = 0.10,
-    vehicle_veto: float | None = VEHICLE_VETO,
+    vehicle_veto: float | None = VEHICLE_SHARE_BOUND,
     no_vehicle_share: float = VEHICLE_PRIOR_SHARE,
 ) -> OutlierReport:
     """Run every detector on every descriptor space, add pixel rules, and rank.
@@ -392,7 +387,7 @@ class DescriptorClauses:
 
 def descriptor_clauses(n_kinds: np.ndarray, total_kinds: int, shares: np.ndarray | None,
                        min_descriptor_kinds: int | None = None, no_vehicle_kinds: int | None = 2,
-                       vehicle_veto: float | None = VEHICLE_VETO,
+                       vehicle_veto: float | None = VEHICLE_SHARE_BOUND,
                        no_vehicle_share: float = VEHICLE_PRIOR_SHARE) -> DescriptorClauses:
     """The flag rule's descriptor clauses, shared by the study (:func:`find_outliers`) and ``assign``.
 

@@ -49,6 +49,11 @@ def _prior_share() -> float:
 #: classes (50 / 1000 = 0.05). An image below it is less likely a vehicle than a uniform guess says.
 VEHICLE_PRIOR_SHARE = _prior_share()
 
+#: Where an ImageNet vehicle share counts as "shows a vehicle": the head gives the vehicle classes at least half
+#: its probability. The no-vehicle rule's ``max_share`` and the flag rule's vehicle veto
+#: (:func:`~descluster.outliers.consensus.find_outliers`) are this one bound.
+VEHICLE_SHARE_BOUND = 0.5
+
 
 def vehicle_shares(imagenet: pd.DataFrame, paths: list[str]) -> np.ndarray:
     """Vehicle share per path from ``meta/imagenet.csv``, matched by path (either separator).
@@ -119,7 +124,7 @@ class LowVehicleEvidence:
         On a parameter out of range.
     """
 
-    def __init__(self, max_share: float = 0.5, z: float = 3.5):
+    def __init__(self, max_share: float = VEHICLE_SHARE_BOUND, z: float = 3.5):
         self.max_share = check_float("max_share", max_share, 0.0, 1.0)
         self.z = check_float("z", z, 0.0, np.inf)
 
